@@ -1,0 +1,78 @@
+"""The ``driftloop`` command: the front door to every part of the loop."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from driftloop import __version__
+from driftloop.infra.cli import app as infra_app
+from producers.cli import publish_app
+from streams.cli import schemas_app, topics_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="driftloop",
+    help="driftloop keeps models healthy in production: it watches predictions and user "
+    "feedback on Kafka, detects data and concept drift, alerts, retrains, and rolls the new "
+    "model out safely.\n\nConfiguration comes from DRIFTLOOP_* environment variables "
+    "(e.g. DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS, DRIFTLOOP_REDIS_URL, DRIFTLOOP_TOPIC_PREFIX).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(infra_app, name="infra", help="Start, stop and check the local Kafka and Redis.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(publish_app, name="publish")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"driftloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """driftloop: drift monitoring, retraining and safe rollout on Kafka."""
+
+
+@app.command()
+def demo(
+    requests: Annotated[
+        int, typer.Option(min=1, help="How many voice-search requests to simulate.")
+    ] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 0,
+) -> None:
+    """Run the end-to-end demo against the running Kafka (`make demo` starts it first).
+
+    Today: create the topics, publish simulated voice-search predictions and
+    feedback, read them back and check that every event arrived, valid, once.
+    """
+    from driftloop.demo import run_smoke
+    from producers.exceptions import ProducersError
+    from streams.exceptions import StreamsError
+    from streams.settings import Settings
+
+    console = Console()
+    try:
+        result = run_smoke(Settings(), requests=requests, seed=seed, console=console)
+    except (StreamsError, ProducersError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``driftloop`` console script."""
+    app()

@@ -1,0 +1,113 @@
+"""The one typed settings object of driftloop.
+
+Every process (worker, publisher, CLI, tests) builds a :class:`Settings` once at
+start-up, from ``DRIFTLOOP_*`` environment variables (and a ``.env`` file if one
+is present), and passes it in. Nothing else in the code base reads the
+environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "driftloop"
+
+
+class Settings(BaseSettings):
+    """driftloop configuration, validated when it is built.
+
+    Each field can be set with an environment variable ``DRIFTLOOP_<FIELD>``;
+    the broker and Redis addresses also honour the conventional
+    ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``. When neither address is
+    given, they point at the local services that ``make up`` starts.
+
+    Examples
+    --------
+    >>> s = Settings(kafka_port=19092, redis_port=16379, _env_file=None)
+    >>> s.kafka_bootstrap_servers, s.redis_url
+    ('127.0.0.1:19092', 'redis://127.0.0.1:16379/0')
+    >>> s.topic("predictions")
+    'driftloop.predictions'
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLOOP_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # -- where the services are -------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "kafka_bootstrap_servers",
+            "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_BOOTSTRAP_SERVERS",
+        ),
+        description="Kafka bootstrap servers, host:port[,host:port]. "
+        "Default: the local broker on 127.0.0.1:<kafka_port>.",
+    )
+    redis_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("redis_url", "DRIFTLOOP_REDIS_URL", "REDIS_URL"),
+        description="Redis URL. Default: the local server on 127.0.0.1:<redis_port>, db 0.",
+    )
+    topic_prefix: str = Field(
+        default="driftloop.",
+        description="Prefix of every driftloop topic name.",
+    )
+    replication_factor: int = Field(default=1, ge=1)
+
+    # -- the local services that `make up` starts ---------------------------------
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
+    state_dir: Path = Field(
+        default=Path(".driftloop"),
+        description="Where the local broker and Redis keep data, logs and pid files.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where the Kafka jars fetched from Maven Central are kept.",
+    )
+    kafka_heap: str = Field(default="1g", pattern=r"^\d+[mMgG]$")
+    start_timeout_s: float = Field(default=90.0, gt=0)
+
+    # -- the publishing SDK -------------------------------------------------------
+    publish_batch_events: int = Field(
+        default=200,
+        ge=1,
+        description="Events per Kafka record; 1 sends one event per record keyed by request_id.",
+    )
+    publish_linger_ms: int = Field(default=50, ge=0)
+    publish_max_record_bytes: int = Field(default=900_000, ge=1024)
+    delivery_timeout_ms: int = Field(default=30_000, ge=1000)
+    connect_timeout_ms: int = Field(default=10_000, ge=100)
+
+    @model_validator(mode="after")
+    def _fill_local_addresses(self) -> Settings:
+        if not self.kafka_bootstrap_servers:
+            self.kafka_bootstrap_servers = f"127.0.0.1:{self.kafka_port}"
+        if not self.redis_url:
+            self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        return self
+
+    def topic(self, name: str) -> str:
+        """The full topic name of a registry entry: prefix + name."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (override in tests by passing your own)."""
+    return Settings()
