@@ -24,7 +24,7 @@ from rich.table import Table
 
 from producers.exceptions import ProducersError
 from producers.publisher import Publisher
-from producers.sources import SourceLine, detect_format, open_input, read_events
+from producers.sources import SourceLine, detect_format, open_input, read_events, text_reader
 from streams.cli import BootstrapOption, PrefixOption, settings_with
 from streams.exceptions import StreamsError
 
@@ -130,12 +130,7 @@ def _publish(
         total = None
     else:
         counter = _CountingReader(Path(file).open("rb"))  # noqa: SIM115 - closed with stream
-        stream = io.TextIOWrapper(
-            io.BufferedReader(counter),
-            encoding="utf-8",
-            errors="replace",
-            newline="",
-        )
+        stream = text_reader(io.BufferedReader(counter), gzipped=file.endswith(".gz"))
         total = os.path.getsize(file)
 
     rejected: list[SourceLine] = []

@@ -18,7 +18,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
@@ -121,7 +121,12 @@ data.prediction: Field required; data.latency_ms: Field required
         self._buffers: dict[tuple[str, int], _Buffer] = {}
         self._partitions: dict[str, int] = {}
         self._lock = threading.RLock()
+        # Delivery callbacks run on the producer's I/O thread. They must never wait
+        # for self._lock: its holder may be inside producer.send(), itself waiting
+        # for that I/O thread to fetch metadata (a deadlock until max_block_ms).
+        self._outcome_lock = threading.Lock()
         self._closed = False
+        self._admin: KafkaAdminClient | None = None
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -204,10 +209,10 @@ data.prediction: Field required; data.latency_ms: Field required
         with self._lock:
             if self._closed:
                 raise PublishError("the publisher is closed")
-            if self.settings.publish_batch_events == 1:
-                self._produce(topic, None, key, payload, [event.id], batched=False)
-                return event
             partition = partition_for_key(key, self._partition_count(topic))
+            if self.settings.publish_batch_events == 1:
+                self._produce(topic, partition, key, payload, [event.id], batched=False)
+                return event
             buffer = self._buffers.get((topic, partition))
             if buffer is not None and buffer.size + len(payload) + 1 > limit:
                 self._drain(topic, partition)
@@ -238,7 +243,7 @@ data.prediction: Field required; data.latency_ms: Field required
                 f"records were not acknowledged within {wait:.0f} s; is the broker at "
                 f"{self.settings.kafka_bootstrap_servers} still up?"
             ) from None
-        with self._lock:
+        with self._outcome_lock:
             failures, self._failures = self._failures, []
         if failures:
             raise DeliveryError(failures)
@@ -253,6 +258,8 @@ data.prediction: Field required; data.latency_ms: Field required
         finally:
             self._closed = True
             self._producer.close(timeout=5)
+            if self._admin is not None:
+                self._admin.close()
 
     def __enter__(self) -> Self:
         return self
@@ -268,18 +275,31 @@ data.prediction: Field required; data.latency_ms: Field required
     # ------------------------------------------------------------------ internals
 
     def _partition_count(self, topic: str) -> int:
+        """Partitions of an existing topic, looked up once per topic.
+
+        Asked through the admin API because a producer's metadata request makes
+        the broker auto-create a missing topic with one partition (kafka-python
+        3.0 does not pass ``allow_auto_create_topics`` on): a misspelt prefix
+        would then silently break the co-partitioning of the feedback join.
+        """
         count = self._partitions.get(topic)
         if count is None:
             try:
-                partitions = self._producer.partitions_for(topic)
-            except KafkaTimeoutError:
-                partitions = None
-            if not partitions:
+                if self._admin is None:
+                    self._admin = KafkaAdminClient(
+                        bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                        client_id="driftloop-publisher-admin",
+                        bootstrap_timeout_ms=self.settings.connect_timeout_ms,
+                    )
+                (described,) = self._admin.describe_topics([topic])
+            except KafkaError as exc:
+                raise PublishError(f"could not look up topic {topic}: {exc}") from None
+            if described["error_code"] != 0 or not described["partitions"]:
                 raise PublishError(
                     f"topic {topic} does not exist on {self.settings.kafka_bootstrap_servers}; "
                     "create the topics with `driftloop topics create`"
                 )
-            count = self._partitions[topic] = len(partitions)
+            count = self._partitions[topic] = len(described["partitions"])
         return count
 
     def _drain(self, topic: str, partition: int) -> None:
@@ -322,7 +342,7 @@ data.prediction: Field required; data.latency_ms: Field required
         future.add_errback(self._failed, topic, partition, tuple(event_ids))
 
     def _acked(self, count: int, _metadata: object) -> None:
-        with self._lock:
+        with self._outcome_lock:
             self.stats.events_acked += count
 
     def _failed(
@@ -331,7 +351,7 @@ data.prediction: Field required; data.latency_ms: Field required
         failure = DeliveryFailure(
             topic, -1 if partition is None else partition, event_ids, f"{error!r}"
         )
-        with self._lock:
+        with self._outcome_lock:
             self.stats.events_failed += len(event_ids)
             self._failures.append(failure)
         if self._on_delivery_error is not None:

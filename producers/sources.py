@@ -4,12 +4,15 @@ A line is either a whole CloudEvent (it has ``specversion``) or just the
 event's ``data``; in the second form the optional keys ``id``, ``time`` and
 ``source`` next to the data fields fill the envelope. In CSV, dotted column
 names nest: ``features.loudness_db``, ``prediction.label``, ``segment.locale``;
-an empty cell is a missing value.
+an empty ``features.*`` or ``prediction.*`` cell is null (a missing value, a
+null return), any other empty cell leaves its field out. Files ending in
+``.gz`` are decompressed on the fly.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import sys
@@ -30,13 +33,14 @@ from streams.events import (
 )
 from streams.exceptions import ContractError, EventValidationError, FieldError
 
-__all__ = ["SourceLine", "detect_format", "open_input", "read_events"]
+__all__ = ["SourceLine", "detect_format", "open_input", "read_events", "text_reader"]
 
 Format = Literal["jsonl", "csv"]
 ENVELOPE_KEYS = ("id", "time", "source")
 # CSV cells under these column prefixes are numbers when they look like numbers
 _NUMERIC_PREFIXES = ("features.", "host.")
 _NUMERIC_COLUMNS = frozenset({"latency_ms", "prediction.score", "score"})
+_NULLABLE_PREFIXES = ("features.", "prediction.")
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def detect_format(path: str) -> Format:
     >>> detect_format("traffic.csv"), detect_format("traffic.jsonl"), detect_format("-")
     ('csv', 'jsonl', 'jsonl')
     """
-    return "csv" if path.lower().endswith((".csv", ".csv.gz")) else "jsonl"
+    return "csv" if path.lower().removesuffix(".gz").endswith(".csv") else "jsonl"
 
 
 def _refuse_constant(name: str) -> float:
@@ -74,11 +78,17 @@ def _number_or_text(cell: str) -> float | str:
 def _nest(row: Mapping[str, str | None]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for column, cell in row.items():
-        if column is None or cell is None or cell == "":
+        if column is None or cell is None:
             continue
         column = column.strip()
         value: Any = cell
-        if column.startswith(_NUMERIC_PREFIXES) or column in _NUMERIC_COLUMNS:
+        if cell == "":
+            # an empty feature is a missing value, an empty prediction.label a null
+            # return; elsewhere an empty cell leaves the field out
+            if not column.startswith(_NULLABLE_PREFIXES):
+                continue
+            value = None
+        elif column.startswith(_NUMERIC_PREFIXES) or column in _NUMERIC_COLUMNS:
             value = _number_or_text(cell)
         target = out
         *parents, leaf = column.split(".")
@@ -187,4 +197,10 @@ def open_input(path: str) -> IO[str]:
     """Open a file (or ``-`` for stdin) as UTF-8 text; undecodable bytes become U+FFFD."""
     if path == "-":
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="")
-    return Path(path).open(encoding="utf-8", errors="replace", newline="")
+    return text_reader(Path(path).open("rb"), gzipped=path.endswith(".gz"))
+
+
+def text_reader(binary: IO[bytes], *, gzipped: bool = False) -> IO[str]:
+    """UTF-8 text over a binary stream (gunzipped if asked); bad bytes become U+FFFD."""
+    raw: IO[bytes] = gzip.GzipFile(fileobj=binary) if gzipped else binary
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")

@@ -11,6 +11,7 @@ classes (``driftloop schemas export``), never written by hand.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import uuid
@@ -25,8 +26,10 @@ from pydantic import (
     Field,
     FiniteFloat,
     NonNegativeInt,
+    PlainValidator,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -80,7 +83,37 @@ ModelVersion = Annotated[
     Field(description="Version of the model that answered (numbers are accepted)."),
 ]
 FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-FeatureValue = FiniteFloat | str | None
+
+
+def _feature_value(value: object) -> float | str | None:
+    """A feature is a finite number, a string or null; booleans count as 0/1."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, float | int):
+        raise ValueError("should be a finite number, a string or null")
+    raise ValueError(
+        f"should be a number, a string or null (got {type(value).__name__} {_short_repr(value)})"
+    )
+
+
+def _detail_value(value: object) -> float | str | bool | None:
+    """A model-event detail is a finite number, a string, a boolean or null."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    return _feature_value(value)
+
+
+_SCALAR_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]}
+FeatureValue = Annotated[
+    float | str | None, PlainValidator(_feature_value), WithJsonSchema(_SCALAR_SCHEMA)
+]
+DetailValue = Annotated[
+    float | str | bool | None,
+    PlainValidator(_detail_value),
+    WithJsonSchema({"anyOf": [*_SCALAR_SCHEMA["anyOf"], {"type": "boolean"}]}),
+]
 Segment = Annotated[
     dict[
         Annotated[str, StringConstraints(min_length=1, max_length=64)],
@@ -509,7 +542,7 @@ class ModelEventData(_Data):
     traffic: dict[Literal["champion", "challenger"], TrafficShare] | None = Field(
         default=None, description="Share of traffic each route answers after this step."
     )
-    details: dict[str, FiniteFloat | str | bool | None] = Field(default_factory=dict)
+    details: dict[str, DetailValue] = Field(default_factory=dict)
 
 
 class ModelEventEvent(CloudEvent):

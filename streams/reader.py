@@ -7,13 +7,12 @@ streaming agents read through faust; this is the plain, synchronous way.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from streams.codec import RecordError, decode_record
@@ -48,7 +47,8 @@ class EventReader:
     from_beginning
         Start at the earliest offset (default) rather than only new records.
     group_id
-        Consumer group to commit to; by default a throw-away group, nothing committed.
+        Consumer group to join and commit to; by default none: every partition
+        is read directly and nothing is committed.
     """
 
     def __init__(
@@ -63,10 +63,9 @@ class EventReader:
         self.topics = [t if "." in t else settings.topic(t) for t in topics]
         try:
             self._consumer = KafkaConsumer(
-                *self.topics,
                 bootstrap_servers=settings.kafka_bootstrap_servers,
                 client_id="driftloop-reader",
-                group_id=group_id or f"driftloop-reader-{uuid.uuid4().hex[:12]}",
+                group_id=group_id,
                 enable_auto_commit=group_id is not None,
                 auto_offset_reset="earliest" if from_beginning else "latest",
                 bootstrap_timeout_ms=settings.connect_timeout_ms,
@@ -77,6 +76,24 @@ class EventReader:
                 f"cannot reach Kafka at {settings.kafka_bootstrap_servers}; start it with "
                 "`make up` or set DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS"
             ) from None
+        if group_id is not None:
+            self._consumer.subscribe(self.topics)
+        else:
+            # No group: take every partition at once, with no join to wait for.
+            partitions = []
+            for topic in self.topics:
+                ids = self._consumer.partitions_for_topic(topic)
+                if not ids:
+                    self._consumer.close()
+                    raise StreamsError(
+                        f"topic {topic} does not exist; create it with `driftloop topics create`"
+                    )
+                partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+            self._consumer.assign(partitions)
+            if from_beginning:
+                self._consumer.seek_to_beginning()
+            else:
+                self._consumer.seek_to_end()
 
     def items(
         self, *, until_idle_s: float = 5.0, max_wait_s: float | None = None

@@ -26,8 +26,9 @@ class Settings(BaseSettings):
 
     Each field can be set with an environment variable ``DRIFTLOOP_<FIELD>``;
     the broker and Redis addresses also honour the conventional
-    ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``. When neither address is
-    given, they point at the local services that ``make up`` starts.
+    ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` (the ``DRIFTLOOP_`` form wins
+    when both are set). When no address is given, they point at the local
+    services that ``make up`` starts.
 
     Examples
     --------
@@ -48,17 +49,16 @@ class Settings(BaseSettings):
     # -- where the services are -------------------------------------------------
     kafka_bootstrap_servers: str = Field(
         default="",
+        # DRIFTLOOP_ first: it wins when both are set
         validation_alias=AliasChoices(
-            "kafka_bootstrap_servers",
-            "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS",
-            "KAFKA_BOOTSTRAP_SERVERS",
+            "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
         ),
         description="Kafka bootstrap servers, host:port[,host:port]. "
         "Default: the local broker on 127.0.0.1:<kafka_port>.",
     )
     redis_url: str = Field(
         default="",
-        validation_alias=AliasChoices("redis_url", "DRIFTLOOP_REDIS_URL", "REDIS_URL"),
+        validation_alias=AliasChoices("DRIFTLOOP_REDIS_URL", "REDIS_URL"),
         description="Redis URL. Default: the local server on 127.0.0.1:<redis_port>, db 0.",
     )
     topic_prefix: str = Field(

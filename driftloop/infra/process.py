@@ -391,7 +391,10 @@ class LocalService(ABC):
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
                 if not self._alive(pid):
-                    _children.pop(pid, None)
+                    child = _children.pop(pid, None)
+                    if child is not None:
+                        # it may have died after _alive's poll(): reap it, or it stays a zombie
+                        child.wait(timeout=5)
                     return
                 time.sleep(0.1)
             if sig == signal.SIGTERM and echo is not None:
