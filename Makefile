@@ -65,6 +65,12 @@ demo: install ## run the end-to-end job (KEEP=1 leaves the services running)
 	else echo "KEEP=1: services left running; stop them with 'make down'"; fi; \
 	rm -f "$$started"; exit $$rc
 
+bench: install ## run the benchmarks in bench/ against a real broker and print the figures
+	@started=$$(mktemp); \
+	$(DL) infra up --started-file "$$started" || { $(DL) infra down --started-file "$$started"; rm -f "$$started"; exit 1; }; \
+	rc=0; for b in bench/*.py; do echo "== $$b"; $(BIN)/python "$$b" || rc=$$?; done; \
+	$(DL) infra down --started-file "$$started"; rm -f "$$started"; exit $$rc
+
 lint: install ## ruff
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
