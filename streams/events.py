@@ -281,6 +281,11 @@ class PredictionData(_Data):
         default=None, description="Which rollout route answered the request."
     )
     host: HostMetrics | None = None
+    error: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None,
+        description="Set when the request failed (exception class or message); "
+        "counted in the error rate.",
+    )
 
 
 class PredictionEvent(CloudEvent):
