@@ -10,7 +10,7 @@ from rich.console import Console
 from driftloop import __version__
 from driftloop.infra.cli import app as infra_app
 from producers.cli import publish_app
-from streams.cli import schemas_app, topics_app
+from streams.cli import schemas_app, topics_app, worker
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,7 @@ app.add_typer(infra_app, name="infra", help="Start, stop and check the local Kaf
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(publish_app, name="publish")
+app.command("worker")(worker)
 
 
 def _version(value: bool) -> None:

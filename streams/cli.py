@@ -139,3 +139,49 @@ def schemas_export(
         console.print(f"wrote {path}")
     if not changed:
         console.print(f"{docs_dir}: already up to date")
+
+
+def worker(
+    bootstrap_servers: BootstrapOption = None,
+    prefix: PrefixOption = None,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of /metrics and /healthz on 127.0.0.1 (default: DRIFTLOOP_WEB_PORT, 6066).",
+            show_default=False,
+        ),
+    ] = None,
+    loglevel: Annotated[
+        str, typer.Option(help="Log level: crit, error, warn, info or debug.")
+    ] = "warn",
+) -> None:
+    """Run a streaming-monitor worker: window metrics from predictions and outcomes.
+
+    Start several with the same settings to share the partitions; when one
+    dies the others take its partitions over and recover its windows from the
+    changelog. Metrics go to the metrics topic and to /metrics (Prometheus).
+    """
+    import faust
+
+    from streams.app import create_app
+    from streams.exceptions import StreamsError
+
+    settings = settings_with(bootstrap_servers, prefix)
+    if web_port is not None:
+        settings = settings.model_copy(update={"web_port": web_port})
+    try:
+        create_topics(settings)
+    except StreamsError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    monitor = create_app(settings)
+    err_console.print(
+        f"driftloop worker [bold]{settings.worker_app_id}[/] "
+        f"on {settings.kafka_bootstrap_servers}\n"
+        f"  consuming {settings.topic('predictions')}, {settings.topic('outcomes')}\n"
+        f"  publishing {settings.topic('metrics')} (windows {settings.window_sizes_s} s), "
+        f"dead letters to {settings.topic('dead-letters')}\n"
+        f"  Prometheus: http://{settings.web_host}:{settings.web_port}/metrics",
+        highlight=False,
+    )
+    faust.Worker(monitor.app, loglevel=loglevel, quiet=True).execute_from_commandline()

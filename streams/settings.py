@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,12 +95,59 @@ class Settings(BaseSettings):
     delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     connect_timeout_ms: int = Field(default=10_000, ge=100)
 
+    # -- the streaming monitor (`driftloop worker`) ------------------------------------
+    worker_app_id: str = Field(
+        default="",
+        description="faust app id = consumer group of the workers. Default: <topic_prefix>monitor.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Where a worker serves /metrics.")
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    window_sizes_s: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [10, 60, 300],
+        description="Tumbling window sizes, seconds of event time (e.g. '[10,60,300]').",
+    )
+    allowed_lateness_s: float = Field(
+        default=30.0, ge=0, description="How long after its end a window still takes events."
+    )
+    idle_close_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Publish a partition's open windows after this many wall-clock seconds "
+        "without new events (so the end of a stream is reported).",
+    )
+    max_segments: int = Field(
+        default=50,
+        ge=1,
+        description="Distinct segments tracked per model version; more go to __other__.",
+    )
+    max_categories: int = Field(default=20, ge=1)
+    checkpoint_interval_s: float = Field(
+        default=1.0, gt=0, description="How often state is written to the changelog, per partition."
+    )
+    dedup_capacity: int = Field(
+        default=200_000, ge=0, description="Recent event ids remembered per partition for dedup."
+    )
+    max_record_bytes: int = Field(default=1_048_576, ge=1024)
+    join_ttl_s: float = Field(
+        default=3600.0, gt=0, description="How long (event time) a prediction waits for feedback."
+    )
+    feedback_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long feedback that arrived before its prediction waits for it.",
+    )
+    max_pending_predictions: int = Field(
+        default=1_000_000, ge=1, description="Predictions kept for the join, per partition."
+    )
+
     @model_validator(mode="after")
     def _fill_local_addresses(self) -> Settings:
         if not self.kafka_bootstrap_servers:
             self.kafka_bootstrap_servers = f"127.0.0.1:{self.kafka_port}"
         if not self.redis_url:
             self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        if not self.worker_app_id:
+            self.worker_app_id = f"{self.topic_prefix}monitor"
         return self
 
     def topic(self, name: str) -> str:

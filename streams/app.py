@@ -1,0 +1,548 @@
+"""The streaming monitor: a faust app that turns predictions and outcomes into window metrics.
+
+Two stages:
+
+1. **monitor** (one instance per source partition of ``predictions`` and
+   ``outcomes``, which are co-partitioned): decode each record, send what
+   cannot be decoded or validated to ``dead-letters``, drop events seen
+   already (bounded memory), and add the rest to the partition's open
+   windows (:class:`~streams.partition_windows.PartitionWindows`). About once a
+   second per partition the changed windows are written to a changelog-backed
+   table and only then are the records acknowledged, so a worker that dies is
+   replaced by one that recovers the windows and re-reads only unacknowledged
+   records, which the windows recognise by offset and skip. Closed windows
+   (and, after ``idle_close_s`` without traffic, open ones) are sent as
+   *partials* to the internal ``metrics-partials`` topic.
+2. **merge**: per window, keep the latest partial of every source partition,
+   merge them, and publish one ``driftloop.metrics.v1`` event per
+   (model, version, segment, window) to ``metrics``; the same numbers feed the
+   Prometheus gauges on ``/metrics``. A partial that arrives again replaces
+   the previous one from the same partition, so it is never counted twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import faust.streams
+from faust.types import TP, EventT, StreamT
+
+from online_models.window_metrics import WindowMetrics
+from streams.codec import RecordError, decode_record, encode_event
+from streams.dead_letters import DeadLetter
+from streams.dedup import RecentIds
+from streams.events import (
+    CloudEvent,
+    FeedbackEvent,
+    MetricsEvent,
+    OutcomeEvent,
+    PredictionEvent,
+)
+from streams.exceptions import ContractError
+from streams.join import PendingPredictions
+from streams.partition_windows import PartitionWindows, WindowId, parse_segment
+from streams.settings import Settings
+from streams.telemetry import Telemetry
+
+__all__ = ["MonitorApp", "create_app"]
+
+log = logging.getLogger("driftloop.worker")
+
+_KIND_OF_TOPIC = {
+    "predictions": ("prediction", PredictionEvent),
+    "outcomes": ("outcome", OutcomeEvent),
+}
+
+
+@contextlib.contextmanager
+def _as_current(event: EventT) -> Iterator[None]:
+    """Make ``event`` faust's current event, so table writes go to its partition.
+
+    faust writes a table change to the changelog partition of the event being
+    processed; a timer has none. This is how a quiet partition is still
+    checkpointed (a private faust context variable: pinned faust version).
+    """
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
+
+
+class MonitorApp:
+    """The faust app of ``driftloop worker`` and the state its agents share in this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.telemetry = Telemetry()
+        app = faust.App(
+            settings.worker_app_id,
+            broker=f"kafka://{settings.kafka_bootstrap_servers.replace(',', ';')}",
+            store="memory://",
+            autodiscover=False,
+            # one-partition internal topics would stall on faust's leader topic otherwise
+            topic_disable_leader=True,
+            topic_partitions=4,
+            topic_replication_factor=settings.replication_factor,
+            web_enabled=True,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_in_thread=False,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
+            broker_rebalance_timeout=20.0,
+            consumer_max_fetch_size=8 * 1024 * 1024,
+            producer_max_request_size=4 * 1024 * 1024,
+            table_standby_replicas=0,
+            # On a rebalance, don't wait for unacknowledged events: this app holds events
+            # unacknowledged until their checkpoint, and replays are idempotent anyway.
+            stream_wait_empty=False,
+        )
+        self.app = app
+        self.topic_names = {
+            name: settings.topic(name) for name in ("predictions", "outcomes", "metrics")
+        }
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.source = app.topic(
+            self.topic_names["predictions"], self.topic_names["outcomes"], **raw
+        )
+        self.dead_letters = app.topic(settings.topic("dead-letters"), **raw)
+        self.metrics_topic = app.topic(self.topic_names["metrics"], **raw)
+        self.partials = app.topic(
+            settings.topic("metrics-partials"), partitions=4, internal=True, **raw
+        )
+        self.join_source = app.topic(
+            settings.topic("predictions"), settings.topic("feedback"), **raw
+        )
+        self.outcomes_topic = app.topic(settings.topic("outcomes"), **raw)
+        # Predictions waiting for feedback; a key is "<partition>#<offset of their record>".
+        self.pending_table = app.Table("pending", default=None, partitions=4)
+        # Window states of every source partition; a key is "<partition>#<window id>".
+        self.windows_table = app.Table("windows", default=None, partitions=4)
+        # Latest partial of every source partition, per window.
+        self.merged_table = app.Table("merged", default=None, partitions=4)
+
+        self.partitions: dict[int, PartitionWindows] = {}
+        self.pending: dict[int, list[EventT]] = defaultdict(list)
+        self.last_checkpoint: dict[int, float] = defaultdict(float)
+        self.last_seen: dict[int, float] = {}
+        self.idle_published: set[int] = set()
+        self.dedup: dict[int, RecentIds] = {}
+        self.to_publish: set[str] = set()
+        self.published_digest: dict[str, str] = {}
+        # join state, per partition of predictions/feedback
+        self.joins: dict[int, PendingPredictions] = {}
+        self.join_records: dict[int, dict[str, int]] = {}  # record key -> newest time_ms in it
+        self.join_writes: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(dict)
+        self.join_acks: dict[int, list[EventT]] = defaultdict(list)
+        self.join_checkpoint: dict[int, float] = defaultdict(float)
+        self.join_dedup: dict[int, RecentIds] = {}
+        self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
+        self.join_stream: StreamT | None = None
+        self.monitor_stream: StreamT | None = None
+
+        app.agent(self.source, name="monitor")(self._monitor)
+        app.agent(self.join_source, name="join")(self._join)
+        app.timer(1.0, name="held-feedback")(self._release_held_feedback)
+        app.agent(self.partials, name="merge")(self._merge)
+        app.timer(1.0, name="idle-windows")(self._publish_idle_windows)
+        app.timer(0.5, name="publish-metrics")(self._publish_metrics)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        # faust calls a page function as (view, request)
+        app.page("/metrics")(self._metrics_page())
+        app.page("/healthz")(self._health_page())
+
+    # ------------------------------------------------------------------ stage 1
+
+    def _partition(self, partition: int) -> PartitionWindows:
+        windows = self.partitions.get(partition)
+        if windows is None:
+            s = self.settings
+            windows = self.partitions[partition] = PartitionWindows(
+                s.window_sizes_s,
+                allowed_lateness_s=s.allowed_lateness_s,
+                max_segments=s.max_segments,
+                max_categories=s.max_categories,
+            )
+            prefix = f"{partition}#"
+            for key, state in list(self.windows_table.items()):
+                if key.startswith(prefix) and state is not None:
+                    windows.load(key[len(prefix) :], state)
+            self.dedup[partition] = RecentIds(s.dedup_capacity)
+            if windows.windows:
+                log.info("partition %s: recovered %s open windows", partition, len(windows.windows))
+        return windows
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        for tp in revoked:
+            # another worker owns it now; if it comes back, reload from the changelog
+            for state in (
+                self.partitions,
+                self.pending,
+                self.dedup,
+                self.joins,
+                self.join_records,
+                self.join_writes,
+                self.join_acks,
+                self.join_dedup,
+                self.held_feedback,
+            ):
+                state.pop(tp.partition, None)
+
+    async def _dead_letter(self, event: EventT, stage: str, error: RecordError | Exception) -> None:
+        message = event.message
+        exc = error.error if isinstance(error, RecordError) else error
+        reason = error.reason if isinstance(error, RecordError) else str(error)
+        letter = DeadLetter(
+            stage=stage,
+            error_class=type(exc).__name__,
+            message=reason,
+            original_topic=message.topic,
+            original_partition=message.partition,
+            original_offset=message.offset,
+            original_timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        )
+        headers = (
+            list((message.headers or {}).items())
+            if isinstance(message.headers, dict)
+            else list(message.headers or [])
+        )
+        future = await self.dead_letters.send(
+            key=message.key, value=message.value or b"", headers=headers + letter.to_headers()
+        )
+        await future  # delivered before the original is acknowledged
+        self.telemetry.dead_letters.labels(stage=stage, error=type(exc).__name__).inc()
+
+    async def _monitor(self, stream: StreamT) -> None:
+        settings = self.settings
+        self.monitor_stream = stream
+        async for event in stream.noack().events():
+            message = event.message
+            partition = message.partition
+            topic_name = message.topic.removeprefix(settings.topic_prefix)
+            kind, expected = _KIND_OF_TOPIC[topic_name]
+            windows = self._partition(partition)
+            decoded = decode_record(message.value, max_bytes=settings.max_record_bytes)
+            for error in decoded.errors:
+                await self._dead_letter(event, "decode", error)
+            good: list[CloudEvent] = []
+            dedup = self.dedup[partition]
+            for item in decoded.events:
+                if not isinstance(item, expected):
+                    await self._dead_letter(
+                        event,
+                        "route",
+                        ContractError(f"{item.type} does not belong on {message.topic}"),
+                    )
+                elif dedup.seen(item.id):
+                    self.telemetry.duplicates.labels(topic=topic_name).inc()
+                else:
+                    good.append(item)
+            late_before = windows.late_events
+            windows.apply(kind, message.topic, message.offset, good)
+            self.telemetry.events.labels(topic=topic_name).inc(len(good))
+            if windows.late_events > late_before:
+                self.telemetry.late_events.inc(windows.late_events - late_before)
+            if kind == "prediction":
+                for item in good:
+                    self.telemetry.latency.observe(item.data.latency_ms / 1000)
+            self.pending[partition].append(event)
+            self.last_seen[partition] = time.monotonic()
+            self.idle_published.discard(partition)
+            if time.monotonic() - self.last_checkpoint[partition] >= settings.checkpoint_interval_s:
+                await self._checkpoint(stream, partition, windows)
+
+    async def _checkpoint(self, stream: StreamT, partition: int, windows: PartitionWindows) -> None:
+        """Write changed windows, send and drop closed ones, then acknowledge the records.
+
+        Runs while an event of ``partition`` is current, so the table writes go
+        to that partition of the changelog.
+        """
+        for key in windows.closable():
+            window = windows.close(key)
+            await self._send_partial(partition, key, window.metrics, window.revision, final=True)
+            self.windows_table.pop(f"{partition}#{key}", None)
+        for key, state in windows.take_dirty().items():
+            self.windows_table[f"{partition}#{key}"] = state
+        for pending in self.pending.pop(partition, []):
+            await stream.ack(pending)
+        self.last_checkpoint[partition] = time.monotonic()
+
+    async def _send_partial(
+        self, partition: int, key: str, metrics: WindowMetrics, revision: int, *, final: bool
+    ) -> None:
+        body = {
+            "window": key,
+            "partition": partition,
+            "revision": revision,
+            "final": final,
+            "metrics": metrics.to_state(),
+        }
+        await self.partials.send(key=key.encode(), value=json.dumps(body).encode())
+
+    async def _publish_idle_windows(self) -> None:
+        """Checkpoint partitions that went quiet and send their open windows.
+
+        Without this the last records of a stream would stay unacknowledged
+        and its last windows unreported until more traffic came.
+        """
+        now = time.monotonic()
+        for partition, seen in list(self.last_seen.items()):
+            if partition in self.idle_published or now - seen < self.settings.idle_close_s:
+                continue
+            windows = self.partitions.get(partition)
+            if windows is None:
+                continue
+            pending = self.pending.get(partition)
+            if pending and self.monitor_stream is not None:
+                with _as_current(pending[-1]):
+                    await self._checkpoint(self.monitor_stream, partition, windows)
+            for key, window in list(windows.windows.items()):
+                await self._send_partial(
+                    partition, key, window.metrics, window.revision, final=False
+                )
+            join = self.joins.get(partition)
+            acks = self.join_acks.get(partition)
+            if join is not None and acks and self.join_stream is not None:
+                with _as_current(acks[-1]):
+                    await self._join_checkpoint(self.join_stream, partition, join)
+            self.idle_published.add(partition)
+
+    # ------------------------------------------------------------------ join
+
+    def _join_partition(self, partition: int) -> PendingPredictions:
+        pending = self.joins.get(partition)
+        if pending is None:
+            s = self.settings
+            pending = self.joins[partition] = PendingPredictions(
+                s.join_ttl_s, max_pending=s.max_pending_predictions
+            )
+            records: dict[str, int] = {}
+            prefix = f"{partition}#"
+            stored = [
+                (int(key[len(prefix) :]), key, entries)
+                for key, entries in list(self.pending_table.items())
+                if key.startswith(prefix) and entries
+            ]
+            for _offset, key, entries in sorted(stored):
+                pending.load(entries)
+                records[key] = max(e["time_ms"] for e in entries)
+            self.join_records[partition] = records
+            self.join_dedup[partition] = RecentIds(s.dedup_capacity)
+        return pending
+
+    async def _join(self, stream: StreamT) -> None:
+        self.join_stream = stream
+        async for event in stream.noack().events():
+            message = event.message
+            partition = message.partition
+            pending = self._join_partition(partition)
+            decoded = decode_record(message.value, max_bytes=self.settings.max_record_bytes)
+            if message.topic == self.settings.topic("predictions"):
+                # bad records there are dead-lettered by the monitor agent
+                predictions = [e for e in decoded.events if isinstance(e, PredictionEvent)]
+                if predictions:
+                    entries = pending.add(predictions)
+                    pending.advance(pending.watermark_ms)
+                    key = f"{partition}#{message.offset}"
+                    self.join_writes[partition][key] = entries
+                    self.join_records[partition][key] = max(e["time_ms"] for e in entries)
+                self.join_acks[partition].append(event)
+                await self._retry_held(partition)
+            else:
+                for error in decoded.errors:
+                    await self._dead_letter(event, "decode", error)
+                dedup = self.join_dedup[partition]
+                feedback = []
+                for item in decoded.events:
+                    if not isinstance(item, FeedbackEvent):
+                        await self._dead_letter(
+                            event,
+                            "route",
+                            ContractError(f"{item.type} does not belong on {message.topic}"),
+                        )
+                    elif dedup.seen(item.id):
+                        self.telemetry.duplicates.labels(topic="feedback").inc()
+                    else:
+                        feedback.append(item)
+                for item in feedback:
+                    result = pending.match(item)
+                    if isinstance(result, OutcomeEvent):
+                        await self._send_outcome(result)
+                    else:
+                        # its prediction may still be on its way: wait feedback_grace_s
+                        self.held_feedback[partition].append((item, event, time.monotonic()))
+                if not any(held is event for _, held, _ in self.held_feedback[partition]):
+                    self.join_acks[partition].append(event)
+            if (
+                time.monotonic() - self.join_checkpoint[partition]
+                >= self.settings.checkpoint_interval_s
+            ):
+                await self._join_checkpoint(stream, partition, pending)
+
+    async def _send_outcome(self, outcome: OutcomeEvent) -> None:
+        await self.outcomes_topic.send(
+            key=outcome.data.request_id.encode(), value=encode_event(outcome)
+        )
+        self.telemetry.outcomes.inc()
+
+    async def _retry_held(self, partition: int) -> None:
+        held = self.held_feedback.get(partition)
+        if not held:
+            return
+        pending = self.joins[partition]
+        still: list[tuple[FeedbackEvent, EventT, float]] = []
+        for item, event, since in held:
+            result = pending.match(item)
+            if isinstance(result, OutcomeEvent):
+                await self._send_outcome(result)
+            else:
+                still.append((item, event, since))
+        self.held_feedback[partition] = still
+        self._ack_released(partition, held, still)
+
+    def _ack_released(
+        self,
+        partition: int,
+        before: list[tuple[FeedbackEvent, EventT, float]],
+        after: list[tuple[FeedbackEvent, EventT, float]],
+    ) -> None:
+        """Queue for acknowledgement the feedback records none of whose events is held any more."""
+        kept = {id(event) for _, event, _ in after}
+        released = {id(event): event for _, event, _ in before if id(event) not in kept}
+        self.join_acks[partition].extend(released.values())
+
+    async def _release_held_feedback(self) -> None:
+        """Dead-letter feedback whose prediction did not come within the grace period."""
+        now = time.monotonic()
+        grace = self.settings.feedback_grace_s
+        for partition in list(self.held_feedback):
+            held = self.held_feedback[partition]
+            pending = self.joins.get(partition)
+            if not held or pending is None:
+                continue
+            still: list[tuple[FeedbackEvent, EventT, float]] = []
+            for item, event, since in held:
+                result = pending.match(item)
+                if isinstance(result, OutcomeEvent):
+                    await self._send_outcome(result)
+                elif now - since >= grace:
+                    await self._dead_letter(
+                        event, "join", ContractError(f"{result.reason}: {result.detail}")
+                    )
+                    self.telemetry.unmatched_feedback.labels(reason=result.reason).inc()
+                else:
+                    still.append((item, event, since))
+            self.held_feedback[partition] = still
+            self._ack_released(partition, held, still)
+            if len(still) < len(held) and self.join_stream is not None:
+                await self.app.producer.flush()
+                for ack in self.join_acks.pop(partition, []):
+                    await self.join_stream.ack(ack)
+
+    async def _join_checkpoint(
+        self, stream: StreamT, partition: int, pending: PendingPredictions
+    ) -> None:
+        """Write new pending predictions, drop expired ones, flush outcomes, then acknowledge."""
+        pending.advance(pending.watermark_ms)
+        horizon = pending.watermark_ms - pending.ttl_ms
+        records = self.join_records[partition]
+        for key, entries in self.join_writes.pop(partition, {}).items():
+            self.pending_table[key] = entries
+        for key in [k for k, newest in records.items() if newest < horizon]:
+            del records[key]
+            self.pending_table.pop(key, None)
+        await self.app.producer.flush()
+        for event in self.join_acks.pop(partition, []):
+            await stream.ack(event)
+        self.join_checkpoint[partition] = time.monotonic()
+
+    # ------------------------------------------------------------------ stage 2
+
+    async def _merge(self, stream: StreamT) -> None:
+        async for event in stream.noack().events():
+            try:
+                partial = json.loads(event.value)
+                key = partial["window"]
+                source = str(partial["partition"])
+            except (ValueError, KeyError, TypeError) as exc:
+                await self._dead_letter(event, "merge", exc)
+                await stream.ack(event)
+                continue
+            entry = self.merged_table.get(key) or {"partials": {}}
+            previous = entry["partials"].get(source)
+            if previous is None or partial["revision"] >= previous["revision"]:
+                entry["partials"][source] = {
+                    "revision": partial["revision"],
+                    "metrics": partial["metrics"],
+                }
+                self.merged_table[key] = entry
+                self.to_publish.add(key)
+            await stream.ack(event)
+
+    async def _publish_metrics(self) -> None:
+        for key in list(self.to_publish):
+            self.to_publish.discard(key)
+            entry = self.merged_table.get(key)
+            if not entry:
+                continue
+            digest = hashlib.sha1(
+                json.dumps(
+                    {p: v["revision"] for p, v in sorted(entry["partials"].items())}
+                ).encode()
+            ).hexdigest()[:16]
+            if self.published_digest.get(key) == digest:
+                continue
+            merged = WindowMetrics(max_categories=self.settings.max_categories)
+            for part in entry["partials"].values():
+                merged.merge(WindowMetrics.from_state(part["metrics"]))
+            wid = WindowId.parse(key)
+            values = merged.metrics(wid.size_s)
+            event = MetricsEvent.new(
+                {
+                    "model": wid.model,
+                    "model_version": wid.version,
+                    "segment": parse_segment(wid.segment),
+                    "window_start": datetime.fromtimestamp(wid.start_ms / 1000, UTC),
+                    "window_end": datetime.fromtimestamp(wid.end_ms / 1000, UTC),
+                    "count": int(values.get("count") or 0),
+                    "metrics": values,
+                },
+                id=f"metrics:{key}:{digest}",
+                source=f"urn:driftloop:worker:{self.settings.worker_app_id}",
+            )
+            await self.metrics_topic.send(key=wid.model.encode(), value=encode_event(event))
+            self.published_digest[key] = digest
+            self.telemetry.record_window(wid, values)
+
+    # ------------------------------------------------------------------ web
+
+    def _metrics_page(self) -> Any:
+        async def page(view: Any, request: Any) -> Any:
+            body, content_type = self.telemetry.exposition()
+            return view.bytes(body, content_type=content_type)
+
+        return page
+
+    def _health_page(self) -> Any:
+        async def page(view: Any, request: Any) -> Any:
+            return view.json({"status": "ok", "partitions": sorted(self.partitions)})
+
+        return page
+
+
+def create_app(settings: Settings) -> MonitorApp:
+    """Build the monitor app for these settings (nothing is started)."""
+    return MonitorApp(settings)

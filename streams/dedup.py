@@ -1,0 +1,46 @@
+"""Remembering recently seen event ids, in bounded memory."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+__all__ = ["RecentIds"]
+
+
+class RecentIds:
+    """The last ``capacity`` event ids seen; older ones are forgotten first.
+
+    A CloudEvents ``id`` is unique per event, so a repeat is a redelivery (a
+    producer retry, a file published twice) and must not be counted again.
+
+    Examples
+    --------
+    >>> ids = RecentIds(capacity=2)
+    >>> [ids.seen(i) for i in ("a", "b", "a", "c", "a")]
+    [False, False, True, False, True]
+    >>> ids.seen("b")  # forgotten: "b" was the oldest when "c" came
+    False
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True if ``event_id`` was seen recently; otherwise remember it and return False."""
+        if self.capacity == 0:
+            return False
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False
+
+    def __contains__(self, event_id: object) -> bool:
+        """Whether ``event_id`` is remembered (without remembering it)."""
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)

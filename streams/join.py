@@ -1,0 +1,166 @@
+"""Joining feedback to its prediction by ``request_id``, in event time, with a TTL.
+
+Kafka-free. Per source partition (``predictions`` and ``feedback`` are
+co-partitioned, so a request's prediction and feedback meet in one partition)
+a :class:`PendingPredictions` keeps what an outcome needs of each prediction
+until ``ttl_s`` of event time has passed. Feedback that finds its prediction
+becomes an outcome; each piece of feedback does (a redo at once and a label an
+hour later are two outcomes). Feedback that finds nothing is *unknown*, or
+*expired* when its prediction was dropped for age (the ids of recently expired
+predictions are remembered, in bounded memory).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.dedup import RecentIds
+from streams.events import FeedbackEvent, OutcomeEvent, PredictionEvent
+
+__all__ = ["JoinMiss", "PendingPredictions", "outcome_for"]
+
+
+@dataclass(frozen=True)
+class JoinMiss:
+    """Feedback that met no prediction, and why: ``unknown`` or ``expired``."""
+
+    reason: str
+    detail: str
+
+
+def _compact(event: PredictionEvent) -> dict[str, Any]:
+    data = event.data
+    return {
+        "request_id": data.request_id,
+        "model": data.model,
+        "model_version": data.model_version,
+        "segment": data.segment,
+        "route": data.route,
+        "features": data.features,
+        "label": data.prediction.label,
+        "time_ms": int(event.time.timestamp() * 1000),
+    }
+
+
+class PendingPredictions:
+    """Predictions of one partition waiting for feedback, expired by event time.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> pred = PredictionEvent.new({"request_id": "r1", "model": "m", "model_version": "1",
+    ...     "features": {"x": 1.0}, "prediction": {"label": "a"}, "latency_ms": 5}, time=t0)
+    >>> pending = PendingPredictions(ttl_s=60)
+    >>> len(pending.add([pred]))
+    1
+    >>> fb = FeedbackEvent.new({"request_id": "r1", "model": "m", "label": "b"},
+    ...                        time=t0 + timedelta(seconds=30), id="fb-1")
+    >>> out = pending.match(fb)
+    >>> out.data.correct, out.data.label_delay_ms, out.id
+    (False, 30000.0, 'outcome:fb-1')
+    >>> pending.advance(int((t0 + timedelta(minutes=5)).timestamp() * 1000))  # 5 min later
+    1
+    >>> pending.match(FeedbackEvent.new({"request_id": "r1", "model": "m", "clicked": True}))
+    JoinMiss(reason='expired', detail='the prediction of request r1 is older than the 60 s TTL')
+    """
+
+    def __init__(
+        self, ttl_s: float, *, max_pending: int = 1_000_000, expired_memory: int = 200_000
+    ):
+        self.ttl_ms = int(ttl_s * 1000)
+        self.max_pending = max_pending
+        self._by_request: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._expired = RecentIds(expired_memory)
+        self.watermark_ms = 0
+        self.evicted_for_space = 0
+
+    def __len__(self) -> int:
+        return len(self._by_request)
+
+    def add(self, predictions: list[PredictionEvent]) -> list[dict[str, Any]]:
+        """Remember predictions; returns their entries (what the changelog keeps)."""
+        entries = [_compact(event) for event in predictions]
+        for entry in entries:
+            self._by_request[entry["request_id"]] = entry
+            self._by_request.move_to_end(entry["request_id"])
+            self.watermark_ms = max(self.watermark_ms, entry["time_ms"])
+            if len(self._by_request) > self.max_pending:
+                old_id, _ = self._by_request.popitem(last=False)
+                self._expired.seen(old_id)
+                self.evicted_for_space += 1
+        return entries
+
+    def load(self, entries: list[dict[str, Any]]) -> None:
+        """Take entries back from the changelog (in their original order)."""
+        for entry in entries:
+            self._by_request[entry["request_id"]] = entry
+            self.watermark_ms = max(self.watermark_ms, entry["time_ms"])
+
+    def advance(self, now_ms: int) -> int:
+        """Move event time on to ``now_ms``; drop predictions past the TTL and say how many."""
+        self.watermark_ms = max(self.watermark_ms, now_ms)
+        horizon = self.watermark_ms - self.ttl_ms
+        dropped = 0
+        while self._by_request:
+            request_id, entry = next(iter(self._by_request.items()))
+            if entry["time_ms"] >= horizon:
+                # mostly in time order; a few late arrivals may wait one more round
+                break
+            self._by_request.popitem(last=False)
+            self._expired.seen(request_id)
+            dropped += 1
+        return dropped
+
+    def match(self, feedback: FeedbackEvent) -> OutcomeEvent | JoinMiss:
+        """The outcome of this feedback, or why there is none."""
+        request_id = feedback.data.request_id
+        entry = self._by_request.get(request_id)
+        if entry is None:
+            if request_id in self._expired:
+                return JoinMiss(
+                    "expired",
+                    f"the prediction of request {request_id} is older than the "
+                    f"{self.ttl_ms / 1000:g} s TTL",
+                )
+            return JoinMiss("unknown", f"no prediction of request {request_id} was seen")
+        feedback_ms = int(feedback.time.timestamp() * 1000)
+        if feedback_ms - entry["time_ms"] > self.ttl_ms:
+            return JoinMiss(
+                "expired",
+                f"feedback for request {request_id} came "
+                f"{(feedback_ms - entry['time_ms']) / 1000:g} s after its prediction, "
+                f"past the {self.ttl_ms / 1000:g} s TTL",
+            )
+        return outcome_for(entry, feedback)
+
+
+def outcome_for(entry: dict[str, Any], feedback: FeedbackEvent) -> OutcomeEvent:
+    """The outcome event of a prediction entry and one piece of its feedback."""
+    data = feedback.data
+    feedback_ms = int(feedback.time.timestamp() * 1000)
+    correct = None if data.label is None else data.label == entry["label"]
+    return OutcomeEvent.new(
+        {
+            "request_id": entry["request_id"],
+            "model": entry["model"],
+            "model_version": entry["model_version"],
+            "segment": entry["segment"],
+            "route": entry["route"],
+            "features": entry["features"],
+            "predicted_label": entry["label"],
+            "label": data.label,
+            "correct": correct,
+            "redo_search": data.redo_search,
+            "switched_to_typing": data.switched_to_typing,
+            "clicked": data.clicked,
+            "prediction_time": datetime.fromtimestamp(entry["time_ms"] / 1000, UTC),
+            "label_delay_ms": float(max(0, feedback_ms - entry["time_ms"])),
+        },
+        id=f"outcome:{feedback.id}",
+        time=feedback.time,
+        source="urn:driftloop:worker:join",
+    )

@@ -1,0 +1,414 @@
+"""``driftloop worker`` as a real process on the real broker: metrics, join, dead letters.
+
+One worker serves the whole module; each test uses its own model name so
+that its windows are its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from producers.publisher import Publisher, partition_for_key
+from producers.simulator import VoiceSearchSimulator
+from streams.admin import create_topics
+from streams.dead_letters import DeadLetter
+from streams.reader import EventReader
+from streams.settings import Settings
+
+DRIFTLOOP = str(Path(sys.executable).with_name("driftloop"))
+WINDOW_S = 10
+_HOURS = itertools.count()
+
+
+@pytest.fixture
+def t0() -> datetime:
+    """A start of event time an hour after every earlier test's.
+
+    The tests share one worker, whose partitions' watermarks only move forward:
+    a test that went back in event time would find its windows closed.
+    """
+    return datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC) + timedelta(hours=next(_HOURS))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def worker(services, tmp_path_factory) -> Iterator[Settings]:
+    settings = Settings(
+        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
+        topic_prefix=f"wtest-{os.getpid()}-{random.randrange(1 << 30):x}.",
+        web_port=_free_port(),
+        window_sizes_s=[WINDOW_S],
+        allowed_lateness_s=1,
+        idle_close_s=2,
+        checkpoint_interval_s=0.5,
+        join_ttl_s=120,
+        feedback_grace_s=2,
+        _env_file=None,
+    )
+    create_topics(settings)
+    env = {
+        **os.environ,
+        "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DRIFTLOOP_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLOOP_WEB_PORT": str(settings.web_port),
+        "DRIFTLOOP_WINDOW_SIZES_S": json.dumps(settings.window_sizes_s),
+        "DRIFTLOOP_ALLOWED_LATENESS_S": "1",
+        "DRIFTLOOP_IDLE_CLOSE_S": "2",
+        "DRIFTLOOP_CHECKPOINT_INTERVAL_S": "0.5",
+        "DRIFTLOOP_JOIN_TTL_S": "120",
+        "DRIFTLOOP_FEEDBACK_GRACE_S": "2",
+        "DRIFTLOOP_MAX_RECORD_BYTES": "500000",
+    }
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [DRIFTLOOP, "worker", "--loglevel", "warn"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{settings.web_port}/healthz", timeout=1
+                ) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"worker did not serve /healthz in 60 s:\n{log.read_text()[-3000:]}")
+        yield settings
+        assert proc.poll() is None, f"the worker died during the tests:\n{log.read_text()[-3000:]}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _latest_metrics(settings: Settings, model: str, want: int, timeout: float = 90) -> dict:
+    """Latest metrics event per window of ``model``, once ``want`` events were counted."""
+    latest: dict[tuple, object] = {}
+    deadline = time.monotonic() + timeout
+    with EventReader(settings, ["metrics"]) as reader:
+        while time.monotonic() < deadline:
+            for item in reader.items(until_idle_s=1, max_wait_s=5):
+                ev = item.event
+                if ev is None or ev.data.model != model:
+                    continue
+                seg = json.dumps(ev.data.segment, sort_keys=True)
+                latest[(ev.data.window_start, seg)] = ev
+            if sum(e.data.count for e in latest.values()) >= want:
+                time.sleep(3)  # let revisions of the last windows land
+                for item in reader.items(until_idle_s=2, max_wait_s=10):
+                    ev = item.event
+                    if ev is not None and ev.data.model == model:
+                        seg = json.dumps(ev.data.segment, sort_keys=True)
+                        latest[(ev.data.window_start, seg)] = ev
+                return latest
+    return latest
+
+
+def test_window_metrics_match_a_pandas_oracle_through_the_broker(worker, t0):
+    model = "oracle-model"
+    sim = VoiceSearchSimulator(seed=5, model=model, start=t0, requests_per_second=50)
+    requests = list(sim.requests(3000))
+    with Publisher(worker) as pub:
+        for r in requests:
+            pub.publish("prediction", r.prediction, time=r.predicted_at)
+
+    latest = _latest_metrics(worker, model, want=len(requests))
+    rows = []
+    for r in requests:
+        p = r.prediction
+        rows.append(
+            {
+                "window": r.predicted_at.replace(
+                    second=r.predicted_at.second // WINDOW_S * WINDOW_S, microsecond=0
+                ),
+                "segment": json.dumps(p["segment"], sort_keys=True),
+                "latency": p["latency_ms"],
+                "null": p["prediction"]["label"] is None,
+                "loudness": p["features"]["loudness_db"],
+                "duration": p["features"]["clip_duration_s"],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    expected = frame.groupby(["window", "segment"])
+    assert len(latest) == expected.ngroups, "one metrics event per (window, segment)"
+    assert sum(e.data.count for e in latest.values()) == len(requests)
+    for (window, segment), group in expected:
+        ev = latest[(window, segment)]
+        m = ev.data.metrics
+        assert ev.data.count == len(group)
+        assert m["count"] == len(group)
+        assert m["qps"] == pytest.approx(len(group) / WINDOW_S)
+        assert m["null_rate"] == pytest.approx(group["null"].mean())
+        assert m["latency_mean_ms"] == pytest.approx(group["latency"].mean(), rel=1e-9)
+        assert m["feature.loudness_db.mean"] == pytest.approx(group["loudness"].mean(), rel=1e-9)
+        assert m["feature.clip_duration_s.std"] == pytest.approx(
+            group["duration"].std(ddof=1), rel=1e-6, abs=1e-12
+        )
+        assert m["feature.loudness_db.missing_rate"] == 0.0
+        exact_p95 = float(np.quantile(group["latency"], 0.95, method="lower"))
+        assert m["latency_p95_ms"] == pytest.approx(exact_p95, rel=0.02)
+
+
+def test_feedback_joins_into_outcomes_and_unmatched_feedback_is_dead_lettered(worker, t0):
+    model = "join-model"
+    sim = VoiceSearchSimulator(seed=8, model=model, start=t0, requests_per_second=20)
+    requests = list(sim.requests(400))
+    late_id = requests[0].prediction["request_id"]
+    partition = partition_for_key(late_id, 4)
+    with Publisher(worker) as pub:
+        for r in requests:
+            pub.publish("prediction", r.prediction, time=r.predicted_at)
+        pub.flush()
+        for r in requests:
+            pub.publish("feedback", r.feedback, time=r.feedback_at)
+        # a label for a request no prediction was made for
+        pub.publish(
+            "feedback",
+            {"request_id": "never-predicted", "model": model, "label": "x"},
+            time=t0 + timedelta(seconds=5),
+            id="fb-unknown",
+        )
+
+    outcomes = _outcomes_of(worker, model, want=len(requests))
+    assert len(outcomes) == len(requests), "every feedback met its prediction"
+
+    # Only now move event time of the first request's partition far past the 120 s TTL
+    # (earlier, the join, which reads both topics at once, could expire predictions
+    # before their feedback was read) ...
+    later = next(f"adv-{i}" for i in range(10_000) if partition_for_key(f"adv-{i}", 4) == partition)
+    with Publisher(worker) as pub:
+        pub.publish(
+            "prediction",
+            {**requests[1].prediction, "request_id": later},
+            time=t0 + timedelta(seconds=600),
+        )
+        pub.flush()
+        time.sleep(2)  # let the worker see the advance before the too-late label
+        # ... so that this label comes after its prediction expired
+        pub.publish(
+            "feedback",
+            {"request_id": late_id, "model": model, "label": "weather"},
+            time=t0 + timedelta(seconds=601),
+            id="fb-expired",
+        )
+    by_request = {o.data.request_id: o for o in outcomes.values()}
+    for r in requests:
+        o = by_request[r.prediction["request_id"]]
+        fb = r.feedback
+        assert o.data.predicted_label == r.prediction["prediction"]["label"]
+        assert o.data.redo_search == fb["redo_search"]
+        assert o.data.label == fb.get("label")
+        if "label" in fb:
+            assert o.data.correct == (fb["label"] == r.prediction["prediction"]["label"])
+        expected_delay = (r.feedback_at - r.predicted_at).total_seconds() * 1000
+        assert o.data.label_delay_ms == pytest.approx(expected_delay, abs=1)
+        assert o.data.features == r.prediction["features"]
+
+    deadline = time.monotonic() + 30
+    reasons: dict[int, str] = {}
+    while time.monotonic() < deadline and len(reasons) < 2:
+        time.sleep(1)
+        reasons = _dead_letter_reasons(worker, stage="join")
+    assert any(msg.startswith("unknown:") and "never-predicted" in msg for msg in reasons.values())
+    assert any(msg.startswith("expired:") and late_id in msg for msg in reasons.values())
+    assert "outcome:fb-expired" not in _outcomes_of(
+        worker, model, want=len(requests) + 1, timeout=5
+    )
+
+
+def _outcomes_of(settings: Settings, model: str, want: int, timeout: float = 60) -> dict:
+    outcomes: dict = {}
+    deadline = time.monotonic() + timeout
+    with EventReader(settings, ["outcomes"]) as reader:
+        while time.monotonic() < deadline and len(outcomes) < want:
+            for item in reader.items(until_idle_s=2, max_wait_s=10):
+                if item.event is not None and item.event.data.model == model:
+                    outcomes[item.event.id] = item.event
+    return outcomes
+
+
+def _dead_letter_reasons(settings: Settings, stage: str | None = None) -> dict[int, str]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topic("dead-letters"),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+    )
+    out = {}
+    try:
+        for record in consumer:
+            letter = DeadLetter.from_headers(record.headers)
+            if stage is None or letter.stage == stage:
+                out[record.offset] = letter.message
+    finally:
+        consumer.close()
+    return out
+
+
+def test_prometheus_metrics_page(worker):
+    deadline = time.monotonic() + 30
+    body = ""
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics") as reply:
+            body = reply.read().decode()
+        if (
+            'driftloop_events_total{topic="predictions"}' in body
+            and "driftloop_window_metric{" in body
+        ):
+            break
+        time.sleep(1)
+    assert 'driftloop_events_total{topic="predictions"}' in body
+    assert "driftloop_prediction_latency_seconds_bucket" in body
+    assert "driftloop_window_metric{" in body
+
+
+BAD_RECORDS = {
+    "invalid-json": b'{"specversion": "1.0", "id": ',
+    "invalid-utf8": b'\xff\xfe{"a": 1}',
+    "wrong-type": None,  # filled below: latency_ms as text
+    "missing-field": None,  # filled below: no request_id
+    "nan": None,  # NaN literal
+    "infinity": None,  # Infinity literal
+    "empty": b"",
+    "oversized": b"[" + b" " * 600_000 + b"]",  # over the worker's 500 kB, under the broker's 1 MB
+    "unknown-version": None,
+    "deeply-nested": b"[" * 100_000 + b"]" * 100_000,
+    "binary-junk": bytes(random.Random(3).randrange(256) for _ in range(300)),
+    "wrong-topic-type": None,  # a valid feedback event on the predictions topic
+}
+
+
+def _good_prediction(model: str, i: int, t0: datetime) -> dict:
+    return {
+        "specversion": "1.0",
+        "id": f"{model}-good-{i}",
+        "source": "urn:test",
+        "type": "driftloop.prediction.v1",
+        "time": (t0 + timedelta(seconds=i)).isoformat(),
+        "data": {
+            "request_id": f"{model}-r{i}",
+            "model": model,
+            "model_version": "1",
+            "features": {"x": float(i)},
+            "prediction": {"label": "a", "score": 0.5},
+            "latency_ms": 10.0,
+        },
+    }
+
+
+def test_bad_records_are_dead_lettered_and_good_ones_counted(worker, t0):
+    model = "dl-model"
+    template = json.dumps(_good_prediction(model, 0, t0))
+    bad = dict(BAD_RECORDS)
+    bad["wrong-type"] = template.replace('"latency_ms": 10.0', '"latency_ms": "fast"').encode()
+    bad["missing-field"] = template.replace('"request_id": "dl-model-r0", ', "").encode()
+    bad["nan"] = template.replace('"latency_ms": 10.0', '"latency_ms": NaN').encode()
+    bad["infinity"] = template.replace('"latency_ms": 10.0', '"latency_ms": Infinity').encode()
+    bad["unknown-version"] = template.replace("prediction.v1", "prediction.v7").encode()
+    bad["wrong-topic-type"] = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "fb-on-predictions",
+            "source": "urn:test",
+            "type": "driftloop.feedback.v1",
+            "time": t0.isoformat(),
+            "data": {"request_id": "x", "model": model, "clicked": True},
+        }
+    ).encode()
+
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=worker.kafka_bootstrap_servers, max_request_size=4_000_000
+    )
+    topic = worker.topic("predictions")
+    good = 0
+    for name, value in bad.items():
+        producer.send(
+            topic,
+            value=json.dumps(_good_prediction(model, good, t0)).encode(),
+            key=f"{model}-r{good}".encode(),
+            partition=good % 4,
+        )
+        good += 1
+        producer.send(
+            topic,
+            value=value,
+            key=name.encode(),
+            partition=good % 4,
+            headers=[("case", name.encode())],
+        )
+    producer.send(
+        topic,
+        value=json.dumps(_good_prediction(model, good, t0)).encode(),
+        key=f"{model}-r{good}".encode(),
+        partition=good % 4,
+    )
+    good += 1
+    producer.flush()
+    producer.close()
+
+    latest = _latest_metrics(worker, model, want=good)
+    assert sum(e.data.count for e in latest.values()) == good, "every good event is counted"
+
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic.replace("predictions", "dead-letters"),
+        bootstrap_servers=worker.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+        max_partition_fetch_bytes=4_000_000,
+        fetch_max_bytes=8_000_000,
+    )
+    letters = {}
+    for record in consumer:
+        headers = dict(record.headers)
+        if "case" in headers:
+            letters[headers["case"].decode()] = (record, DeadLetter.from_headers(record.headers))
+    consumer.close()
+    assert sorted(letters) == sorted(bad), "every bad record is in the dead-letter topic"
+    for name, (record, letter) in letters.items():
+        assert record.value == bad[name], f"{name}: the original bytes are kept"
+        assert letter.original_topic == topic and letter.original_offset is not None
+        assert letter.message and letter.error_class
+    assert "UTF-8" in letters["invalid-utf8"][1].message
+    assert "limit" in letters["oversized"][1].message
+    assert "nested" in letters["deeply-nested"][1].message
+    assert "version" in letters["unknown-version"][1].message
+    assert "data.latency_ms" in letters["wrong-type"][1].message
+    assert letters["wrong-topic-type"][1].stage == "route"
