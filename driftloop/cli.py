@@ -53,24 +53,43 @@ def demo(
         int, typer.Option(min=1, help="How many voice-search requests to simulate.")
     ] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 0,
+    prefix: Annotated[
+        str,
+        typer.Option(
+            help="Topic prefix of the demo; its topics are deleted and made anew on each run."
+        ),
+    ] = "driftloop-demo.",
 ) -> None:
     """Run the end-to-end demo against the running Kafka (`make demo` starts it first).
 
     Today: create the topics, publish simulated voice-search predictions and
-    feedback, read them back and check that every event arrived, valid, once.
+    feedback, read them back and check that every event arrived, valid, once;
+    then start a worker, send a minute of traffic, and show the window metrics
+    it computes (counts checked against what was sent).
     """
-    from driftloop.demo import run_smoke
+    from driftloop.demo import run_monitor, run_smoke
     from producers.exceptions import ProducersError
+    from streams.admin import delete_prefixed_topics
     from streams.exceptions import StreamsError
     from streams.settings import Settings
 
     console = Console()
     try:
-        result = run_smoke(Settings(), requests=requests, seed=seed, console=console)
+        settings = Settings(topic_prefix=prefix)
+        if settings.topic_prefix == Settings().topic_prefix:
+            console.print(
+                f"[red]error:[/] the demo would wipe {prefix}* — give it a prefix of its own"
+            )
+            raise typer.Exit(2)
+        wiped = delete_prefixed_topics(settings)
+        if wiped:
+            console.print(f"removed {len(wiped)} topics of an earlier demo run ({prefix}*)")
+        smoke = run_smoke(settings, requests=requests, seed=seed, console=console)
+        monitor = run_monitor(settings, seed=seed, console=console)
     except (StreamsError, ProducersError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    if not result.ok:
+    if not (smoke.ok and monitor.ok):
         raise typer.Exit(1)
 
 

@@ -1,17 +1,28 @@
 """``driftloop demo``: the end-to-end job ``make demo`` runs.
 
-For now a smoke run of the foundation: the topics are created, a few hundred
+Two acts so far. The foundation: the topics are created, a few hundred
 synthetic voice-search predictions and their feedback are published through
-the SDK, read back from the broker, validated and counted. Later stages (the
-monitor, alerts, retraining, rollout) join the story as they are built.
+the SDK, read back from the broker, validated and counted. The monitor: a
+``driftloop worker`` is started, a minute of voice-search traffic and its
+feedback are published, and the window metrics the worker publishes are shown
+and checked against what was sent. Later stages (alerts, retraining, rollout)
+join the story as they are built.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -19,10 +30,12 @@ from rich.table import Table
 from producers.publisher import Publisher
 from producers.simulator import VoiceSearchSimulator
 from streams.admin import create_topics
+from streams.events import MetricsEvent
+from streams.exceptions import StreamsError
 from streams.reader import EventReader
 from streams.settings import Settings
 
-__all__ = ["SmokeResult", "run_smoke"]
+__all__ = ["MonitorResult", "SmokeResult", "run_monitor", "run_smoke"]
 
 
 @dataclass
@@ -50,7 +63,7 @@ def run_smoke(
     """Publish ``requests`` predictions and their feedback, then read them back and count."""
     run_id = uuid.uuid4().hex[:8]
     source = f"urn:driftloop:demo:{run_id}"
-    console.rule("[bold]driftloop demo[/] — foundation smoke run")
+    console.rule("[bold]driftloop demo[/] — the wire: publish and read back")
     console.print(f"Kafka at {settings.kafka_bootstrap_servers}, topics {settings.topic_prefix}*")
     report = create_topics(settings)
     console.print(
@@ -58,7 +71,10 @@ def run_smoke(
         f"{len(report.topics) - len(report.created)} already there)"
     )
 
-    simulator = VoiceSearchSimulator(seed=seed, model_version="1")
+    # the demo's event time moves forward from a few minutes ago: act 2 follows act 1
+    simulator = VoiceSearchSimulator(
+        seed=seed, model_version="1", start=datetime.now(UTC) - timedelta(minutes=5)
+    )
     published: Counter[str] = Counter()
     t0 = time.perf_counter()
     with Publisher(settings, source=source) as publisher:
@@ -109,3 +125,150 @@ def run_smoke(
     else:
         console.print("[red]✘ what was read back does not match what was published[/]")
     return result
+
+
+@dataclass
+class MonitorResult:
+    """What the monitor stage of the demo published and what the worker reported."""
+
+    published: int
+    counted: int
+    windows: int
+    outcomes: int
+
+    @property
+    def ok(self) -> bool:
+        """Every prediction was counted in exactly one 10-second window."""
+        return self.published == self.counted
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _weighted(events: list[MetricsEvent], name: str, weight: str = "count") -> float | None:
+    pairs = [
+        (e.data.metrics.get(name), e.data.metrics.get(weight) or 0)
+        for e in events
+        if e.data.metrics.get(name) is not None
+    ]
+    total = sum(w for _, w in pairs)
+    return sum(v * w for v, w in pairs) / total if total else None
+
+
+def run_monitor(
+    settings: Settings, *, requests: int = 3000, seed: int = 1, console: Console
+) -> MonitorResult:
+    """Start a worker, send voice-search traffic with feedback, show the window metrics."""
+    console.rule("[bold]streaming monitor[/] — driftloop worker")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DRIFTLOOP_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLOOP_WEB_PORT": str(port),
+        "DRIFTLOOP_WINDOW_SIZES_S": "[10]",
+        "DRIFTLOOP_IDLE_CLOSE_S": "2",
+    }
+    log_path = Path(tempfile.mkstemp(prefix="driftloop-demo-worker-", suffix=".log")[1])
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("driftloop")), "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise StreamsError(f"the worker exited; its log: {log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        console.print(f"worker up: Prometheus metrics on http://127.0.0.1:{port}/metrics")
+
+        # event time starts on a window boundary after act 1's traffic, a little in the past
+        now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+        start = now - timedelta(seconds=now.second % 10)
+        simulator = VoiceSearchSimulator(
+            seed=seed, model_version="1", start=start, requests_per_second=100
+        )
+        traffic = list(simulator.requests(requests))
+        with Publisher(settings, source="urn:driftloop:demo:monitor") as publisher:
+            for r in traffic:
+                publisher.publish("prediction", r.prediction, time=r.predicted_at)
+            for r in traffic:
+                publisher.publish("feedback", r.feedback, time=r.feedback_at)
+        span = (traffic[-1].predicted_at - traffic[0].predicted_at).total_seconds()
+        console.print(
+            f"published {len(traffic)} predictions over {span:.0f} s of event time, "
+            "and the users' feedback"
+        )
+
+        latest: dict[tuple[datetime, str], MetricsEvent] = {}
+        deadline = time.monotonic() + 90
+        with EventReader(settings, ["metrics"], from_beginning=True) as reader:
+            while time.monotonic() < deadline:
+                for item in reader.items(until_idle_s=2, max_wait_s=5):
+                    ev = item.event
+                    if isinstance(ev, MetricsEvent) and ev.data.window_start >= start:
+                        latest[(ev.data.window_start, str(ev.data.segment))] = ev
+                if sum(e.data.count for e in latest.values()) >= len(traffic):
+                    break
+        by_window: dict[datetime, list[MetricsEvent]] = defaultdict(list)
+        for (window_start, _), ev in sorted(latest.items()):
+            by_window[window_start].append(ev)
+
+        table = Table(
+            "window",
+            "preds",
+            "qps",
+            "p95 ms",
+            "null",
+            "loud dB",
+            "redo",
+            "accuracy",
+            title="10 s windows from the metrics topic, all segments (UTC)",
+        )
+
+        def show(value: float | None, fmt: str) -> str:
+            return "—" if value is None else format(value, fmt)
+
+        for window_start, events in sorted(by_window.items()):
+            p95s = [e.data.metrics.get("latency_p95_ms") for e in events]
+            table.add_row(
+                window_start.strftime("%H:%M:%S"),
+                str(sum(e.data.count for e in events)),
+                show(sum(e.data.metrics.get("qps") or 0 for e in events), ".0f"),
+                show(max((p for p in p95s if p is not None), default=None), ".0f"),
+                show(_weighted(events, "null_rate"), ".1%"),
+                show(_weighted(events, "feature.loudness_db.mean"), ".1f"),
+                show(_weighted(events, "redo_rate", "outcomes"), ".0%"),
+                show(_weighted(events, "accuracy", "outcomes"), ".0%"),
+            )
+        console.print(table)
+        counted = sum(e.data.count for e in latest.values())
+        outcomes = sum(int(e.data.metrics.get("outcomes") or 0) for e in latest.values())
+        result = MonitorResult(len(traffic), counted, len(by_window), outcomes)
+        if result.ok:
+            console.print(
+                f"[green]✔ the worker counted all {counted} predictions in {len(by_window)} "
+                f"windows and joined {outcomes} pieces of feedback to their predictions[/]"
+            )
+        else:
+            console.print(
+                f"[red]✘ the worker counted {counted} of {len(traffic)} predictions "
+                f"(log: {log_path})[/]"
+            )
+        return result
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()

@@ -12,7 +12,14 @@ from streams.exceptions import StreamsError
 from streams.settings import Settings
 from streams.topics import TOPICS, TopicSpec, get_topic
 
-__all__ = ["BrokerUnavailableError", "TopicState", "TopicsReport", "connect_admin", "create_topics"]
+__all__ = [
+    "BrokerUnavailableError",
+    "TopicState",
+    "TopicsReport",
+    "connect_admin",
+    "create_topics",
+    "delete_prefixed_topics",
+]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -126,3 +133,34 @@ def create_topics(
             f"{by_spec['feedback']}: the feedback join needs them equal (co-partitioned)"
         )
     return report
+
+
+def delete_prefixed_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with the settings' prefix, and wait until gone.
+
+    Includes the workers' internal topics (changelogs, partials) of that
+    prefix. Refuses the empty prefix, which would mean every topic.
+    """
+    import time
+
+    prefix = settings.topic_prefix
+    if not prefix:
+        raise StreamsError("refusing to delete topics for an empty prefix (that is all of them)")
+    admin = connect_admin(settings)
+    try:
+        doomed = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+        if doomed:
+            admin.delete_topics(doomed, raise_errors=False)
+        deadline = time.monotonic() + timeout_s
+        while doomed and time.monotonic() < deadline:
+            if not {t for t in admin.list_topics() if t.startswith(prefix)}:
+                break
+            time.sleep(0.2)
+        else:
+            if doomed:
+                raise StreamsError(f"topics of {prefix!r} were not deleted within {timeout_s:g} s")
+    except KafkaError as exc:
+        raise StreamsError(f"deleting the topics of {prefix!r} failed: {exc}") from None
+    finally:
+        admin.close()
+    return doomed

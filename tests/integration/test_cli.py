@@ -204,12 +204,23 @@ def test_help_reads_well(settings):
         assert command in top
 
 
-def test_demo_publishes_reads_back_and_counts(settings):
-    done = run(settings, "demo", "--requests", "120", "--seed", "3", timeout=180)
+def test_demo_publishes_reads_back_counts_and_monitors(settings):
+    demo_prefix = f"{settings.topic_prefix}demo."
+    done = run(
+        settings, "demo", "--requests", "120", "--seed", "3", "--prefix", demo_prefix, timeout=240
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every event published was read back" in done.stdout
-    row = next(line for line in done.stdout.splitlines() if settings.topic("predictions") in line)
+    row = next(line for line in done.stdout.splitlines() if f"{demo_prefix}predictions" in line)
     assert row.split("│")[2].strip() == "120" and row.split("│")[3].strip() == "120"
+    assert "the worker counted all 3000 predictions" in done.stdout
+
+    again = run(settings, "demo", "--requests", "50", "--prefix", demo_prefix, timeout=240)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "topics of an earlier demo run" in again.stdout  # each run starts clean
+
+    refused = run(settings, "demo", "--prefix", settings.topic_prefix)
+    assert refused.returncode == 2 and "prefix of its own" in refused.stdout
 
 
 def test_redis_is_real_and_persistent(redis_client, services):
