@@ -37,6 +37,7 @@ import faust
 import faust.streams
 from faust.types import TP, EventT, StreamT
 
+from online_models.window import PanedRollingWindow
 from online_models.window_metrics import WindowMetrics
 from streams.codec import RecordError, decode_record, encode_event
 from streams.dead_letters import DeadLetter
@@ -142,6 +143,11 @@ class MonitorApp:
         self.dedup: dict[int, RecentIds] = {}
         self.to_publish: set[str] = set()
         self.published_digest: dict[str, str] = {}
+        # merged windows by partition of the partials topic: key -> window end (for clean-up)
+        self.merged_keys: dict[int, dict[str, int]] = defaultdict(dict)
+        self.merged_watermark_ms = 0
+        # latest merged smallest windows per (model, version, segment), for the rolling values
+        self.rolling_panes: dict[tuple[str, str, str], dict[int, WindowMetrics]] = defaultdict(dict)
         # join state, per partition of predictions/feedback
         self.joins: dict[int, PendingPredictions] = {}
         self.join_records: dict[int, dict[str, int]] = {}  # record key -> newest time_ms in it
@@ -490,7 +496,26 @@ class MonitorApp:
                 }
                 self.merged_table[key] = entry
                 self.to_publish.add(key)
+            self._forget_old_windows(event.message.partition, key)
             await stream.ack(event)
+
+    def _forget_old_windows(self, partition: int, key: str) -> None:
+        """Drop merged windows long past, of this partition only.
+
+        Runs while an event of ``partition`` is current: faust writes a delete to
+        the changelog partition of the current event, so only keys that live in
+        that partition can be deleted here.
+        """
+        end = WindowId.parse(key).end_ms
+        keys = self.merged_keys[partition]
+        keys[key] = end
+        self.merged_watermark_ms = max(self.merged_watermark_ms, end)
+        s = self.settings
+        keep_ms = int((3 * max(s.window_sizes_s) + s.allowed_lateness_s + 600) * 1000)
+        for old in [k for k, k_end in keys.items() if k_end < self.merged_watermark_ms - keep_ms]:
+            del keys[old]
+            self.merged_table.pop(old, None)
+            self.published_digest.pop(old, None)
 
     async def _publish_metrics(self) -> None:
         for key in list(self.to_publish):
@@ -526,6 +551,23 @@ class MonitorApp:
             await self.metrics_topic.send(key=wid.model.encode(), value=encode_event(event))
             self.published_digest[key] = digest
             self.telemetry.record_window(wid, values)
+            if wid.size_s == min(self.settings.window_sizes_s):
+                self._update_rolling(wid, merged)
+
+    def _update_rolling(self, wid: WindowId, pane: WindowMetrics) -> None:
+        """Rolling values over ``rolling_window_s``, from the latest version of every pane."""
+        span_s = self.settings.rolling_window_s
+        panes = self.rolling_panes[(wid.model, wid.version, wid.segment)]
+        panes[wid.start_ms] = pane  # a revised window replaces its earlier version
+        horizon = max(panes) + wid.size_s * 1000 - span_s * 1000
+        for start in [start for start in panes if start < horizon]:
+            del panes[start]
+        rolling = PanedRollingWindow(pane_s=wid.size_s, panes=max(1, span_s // wid.size_s))
+        for start in sorted(panes):
+            rolling.add(start, panes[start])
+        self.telemetry.record_rolling(
+            wid.model, wid.version, wid.segment, span_s, rolling.metrics()
+        )
 
     # ------------------------------------------------------------------ web
 

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         default_factory=lambda: [10, 60, 300],
         description="Tumbling window sizes, seconds of event time (e.g. '[10,60,300]').",
     )
+    rolling_window_s: int = Field(
+        default=300,
+        gt=0,
+        description="Span of the rolling values on /metrics, built from the smallest windows.",
+    )
     allowed_lateness_s: float = Field(
         default=30.0, ge=0, description="How long after its end a window still takes events."
     )

@@ -49,6 +49,10 @@ EXPORTED = frozenset(
 _FEATURE_SUFFIXES = (".mean", ".p50", ".missing_rate")
 
 
+def _exported(name: str) -> bool:
+    return name in EXPORTED or (name.startswith("feature.") and name.endswith(_FEATURE_SUFFIXES))
+
+
 class Telemetry:
     """The worker's Prometheus registry and the instruments the agents update.
 
@@ -107,6 +111,12 @@ class Telemetry:
             ["model", "version", "segment", "window", "metric"],
             registry=r,
         )
+        self.rolling_metric = Gauge(
+            "driftloop_rolling_metric",
+            "Rolling value over the last `span` of event time, merged from the smallest windows.",
+            ["model", "version", "segment", "span", "metric"],
+            registry=r,
+        )
         self._latest_start: dict[tuple[str, str, str, int], int] = {}
 
     def record_window(self, window: WindowId, values: Mapping[str, float | None]) -> None:
@@ -118,12 +128,23 @@ class Telemetry:
         for name, value in values.items():
             if value is None:
                 continue
-            if name in EXPORTED or (
-                name.startswith("feature.") and name.endswith(_FEATURE_SUFFIXES)
-            ):
+            if _exported(name):
                 self.window_metric.labels(
                     window.model, window.version, window.segment, f"{window.size_s}s", name
                 ).set(value)
+
+    def record_rolling(
+        self,
+        model: str,
+        version: str,
+        segment: str,
+        span_s: int,
+        values: Mapping[str, float | None],
+    ) -> None:
+        """Set the rolling gauges of one (model, version, segment)."""
+        for name, value in values.items():
+            if value is not None and _exported(name):
+                self.rolling_metric.labels(model, version, segment, f"{span_s}s", name).set(value)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type (without the charset, which is

@@ -295,6 +295,15 @@ def test_prometheus_metrics_page(worker):
     assert 'driftloop_events_total{topic="predictions"}' in body
     assert "driftloop_prediction_latency_seconds_bucket" in body
     assert "driftloop_window_metric{" in body
+    rolling = [line for line in body.splitlines() if line.startswith("driftloop_rolling_metric{")]
+    assert rolling and all('span="300s"' in line for line in rolling)
+    counts = [
+        float(line.split()[-1])
+        for line in rolling
+        if 'metric="count"' in line and 'model="oracle-model"' in line
+    ]
+    # the oracle test's traffic is a minute long: within the 300 s span, all of it
+    assert sum(counts) == 3000
 
 
 BAD_RECORDS = {
