@@ -56,7 +56,8 @@ def demo(
     prefix: Annotated[
         str,
         typer.Option(
-            help="Topic prefix of the demo; its topics are deleted and made anew on each run."
+            help="Topic prefix of the demo; each run uses <prefix><run id>. and deletes "
+            "the topics of earlier runs."
         ),
     ] = "driftloop-demo.",
 ) -> None:
@@ -67,6 +68,8 @@ def demo(
     then start a worker, send a minute of traffic, and show the window metrics
     it computes (counts checked against what was sent).
     """
+    import uuid
+
     from driftloop.demo import run_monitor, run_smoke
     from producers.exceptions import ProducersError
     from streams.admin import delete_prefixed_topics
@@ -75,15 +78,19 @@ def demo(
 
     console = Console()
     try:
-        settings = Settings(topic_prefix=prefix)
-        if settings.topic_prefix == Settings().topic_prefix:
+        configured = Settings().topic_prefix
+        if configured.startswith(prefix):
             console.print(
-                f"[red]error:[/] the demo would wipe {prefix}* — give it a prefix of its own"
+                f"[red]error:[/] the demo wipes {prefix}*, which would include your "
+                f"{configured}* topics: give it a prefix of its own"
             )
             raise typer.Exit(2)
-        wiped = delete_prefixed_topics(settings)
+        wiped = delete_prefixed_topics(Settings(topic_prefix=prefix))
         if wiped:
-            console.print(f"removed {len(wiped)} topics of an earlier demo run ({prefix}*)")
+            console.print(f"removed {len(wiped)} topics of earlier demo runs ({prefix}*)")
+        # a new name every run: Kafka deletes topics in the background, and a topic made
+        # again under the same name at once can be refused
+        settings = Settings(topic_prefix=f"{prefix}{uuid.uuid4().hex[:6]}.")
         smoke = run_smoke(settings, requests=requests, seed=seed, console=console)
         monitor = run_monitor(settings, seed=seed, console=console)
     except (StreamsError, ProducersError) as exc:
