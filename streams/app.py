@@ -86,10 +86,14 @@ class MonitorApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.telemetry = Telemetry()
+        datadir = settings.state_dir.absolute() / "worker"
+        datadir.mkdir(parents=True, exist_ok=True)
         app = faust.App(
             settings.worker_app_id,
             broker=f"kafka://{settings.kafka_bootstrap_servers.replace(',', ';')}",
             store="memory://",
+            # faust keeps a small data folder per app; not in the working directory
+            datadir=str(datadir / "{conf.name}-data"),
             autodiscover=False,
             # one-partition internal topics would stall on faust's leader topic otherwise
             topic_disable_leader=True,
