@@ -11,13 +11,9 @@ join the story as they are built.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -31,9 +27,9 @@ from producers.publisher import Publisher
 from producers.simulator import VoiceSearchSimulator
 from streams.admin import create_topics
 from streams.events import MetricsEvent
-from streams.exceptions import StreamsError
 from streams.reader import EventReader
 from streams.settings import Settings
+from streams.testing import WorkerProcess
 
 __all__ = ["MonitorResult", "SmokeResult", "run_monitor", "run_smoke"]
 
@@ -163,34 +159,16 @@ def run_monitor(
 ) -> MonitorResult:
     """Start a worker, send voice-search traffic with feedback, show the window metrics."""
     console.rule("[bold]streaming monitor[/] — driftloop worker")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DRIFTLOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "DRIFTLOOP_WEB_PORT": str(port),
-        "DRIFTLOOP_WINDOW_SIZES_S": "[10]",
-        "DRIFTLOOP_IDLE_CLOSE_S": "2",
-    }
     log_path = Path(tempfile.mkstemp(prefix="driftloop-demo-worker-", suffix=".log")[1])
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [str(Path(sys.executable).with_name("driftloop")), "worker"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    worker = WorkerProcess(
+        settings.model_copy(
+            update={"web_port": _free_port(), "window_sizes_s": [10], "idle_close_s": 2.0}
+        ),
+        log_path,
+    )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                raise StreamsError(f"the worker exited; its log: {log_path}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        console.print(f"worker up: Prometheus metrics on http://127.0.0.1:{port}/metrics")
+        worker.start()
+        console.print(f"worker up: Prometheus metrics on {worker.url}/metrics")
 
         # event time starts on a window boundary after act 1's traffic, a little in the past
         now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
@@ -263,12 +241,8 @@ def run_monitor(
         else:
             console.print(
                 f"[red]✘ the worker counted {counted} of {len(traffic)} predictions "
-                f"(log: {log_path})[/]"
+                f"(log: {worker.log_path})[/]"
             )
         return result
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()

@@ -5,23 +5,18 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from producers.publisher import Publisher
 from producers.simulator import VoiceSearchSimulator
 from streams.admin import create_topics
 from streams.reader import EventReader
 from streams.settings import Settings
+from streams.testing import WorkerProcess
 
-DRIFTLOOP = str(Path(sys.executable).with_name("driftloop"))
 EVENTS = 24_000
 
 
@@ -31,28 +26,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_worker(settings: Settings, port: int, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DRIFTLOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "DRIFTLOOP_WEB_PORT": str(port),
-        "DRIFTLOOP_WINDOW_SIZES_S": "[10]",
-        "DRIFTLOOP_ALLOWED_LATENESS_S": "1",
-        "DRIFTLOOP_IDLE_CLOSE_S": "2",
-        "DRIFTLOOP_CHECKPOINT_INTERVAL_S": "0.5",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [DRIFTLOOP, "worker"], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-
-
-def _counted(port: int) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
-            body = reply.read().decode()
-    except OSError:
+def _counted(worker: WorkerProcess) -> float | None:
+    """Predictions the worker has counted, None when it does not answer."""
+    body = worker.metrics_page()
+    if not body:
         return None
     for line in body.splitlines():
         if line.startswith('driftloop_events_total{topic="predictions"}'):
@@ -60,29 +37,26 @@ def _counted(port: int) -> float | None:
     return 0.0
 
 
-def _wait_healthy(proc: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        if _counted(port) is not None:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"worker on port {port} did not come up:\n{log.read_text()[-3000:]}")
-
-
 def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
     settings = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
         topic_prefix=f"scale-{os.getpid()}-{random.randrange(1 << 30):x}.",
+        window_sizes_s=[10],
+        allowed_lateness_s=1,
+        idle_close_s=2,
+        checkpoint_interval_s=0.5,
         _env_file=None,
     )
     create_topics(settings)
-    ports = [_free_port(), _free_port()]
-    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
-    workers = [_start_worker(settings, port, log) for port, log in zip(ports, logs, strict=True)]
+    workers = [
+        WorkerProcess(
+            settings.model_copy(update={"web_port": _free_port()}), tmp_path / f"worker-{name}.log"
+        )
+        for name in ("a", "b")
+    ]
     try:
-        for proc, port, log in zip(workers, ports, logs, strict=True):
-            _wait_healthy(proc, port, log)
+        for worker in workers:
+            worker.start()
 
         start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
         sim = VoiceSearchSimulator(
@@ -107,13 +81,12 @@ def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
         # both workers take part before the kill
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            counts = [_counted(port) or 0 for port in ports]
+            counts = [_counted(worker) or 0 for worker in workers]
             if all(c > 0 for c in counts):
                 break
             time.sleep(0.3)
         assert all(c > 0 for c in counts), f"the load was not split: {counts}"
-        os.kill(workers[0].pid, signal.SIGKILL)
-        workers[0].wait(timeout=10)
+        workers[0].kill()
         killed_at_count = counts
 
         publisher.join(timeout=120)
@@ -140,9 +113,7 @@ def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
                             latest[(ev.data.window_start, segment)] = ev
                     total = sum(ev.data.count for ev in latest.values())
                     break
-        assert workers[1].poll() is None, (
-            "the surviving worker died:\n" + logs[1].read_text()[-3000:]
-        )
+        assert workers[1].running(), "the surviving worker died:\n" + workers[1].log_tail()
         assert total == EVENTS, (
             f"window counts add up to {total}, {EVENTS} were sent "
             f"(counts when worker A was killed: {killed_at_count})"
@@ -158,10 +129,5 @@ def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
         }
         assert {w for w, _ in latest} == expected_windows
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        for worker in workers:
+            worker.stop()

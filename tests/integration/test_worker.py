@@ -13,12 +13,10 @@ import random
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,8 +28,8 @@ from streams.admin import create_topics
 from streams.dead_letters import DeadLetter
 from streams.reader import EventReader
 from streams.settings import Settings
+from streams.testing import WorkerProcess
 
-DRIFTLOOP = str(Path(sys.executable).with_name("driftloop"))
 KCAT = shutil.which("kcat") or "kcat"  # missing kcat fails the test with FileNotFoundError
 WINDOW_S = 10
 _HOURS = itertools.count()
@@ -65,52 +63,14 @@ def worker(services, tmp_path_factory) -> Iterator[Settings]:
         checkpoint_interval_s=0.5,
         join_ttl_s=120,
         feedback_grace_s=2,
+        max_record_bytes=500_000,  # under the broker's 1 MB, so "oversized" reaches the worker
         _env_file=None,
     )
     create_topics(settings)
-    env = {
-        **os.environ,
-        "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DRIFTLOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "DRIFTLOOP_WEB_PORT": str(settings.web_port),
-        "DRIFTLOOP_WINDOW_SIZES_S": json.dumps(settings.window_sizes_s),
-        "DRIFTLOOP_ALLOWED_LATENESS_S": "1",
-        "DRIFTLOOP_IDLE_CLOSE_S": "2",
-        "DRIFTLOOP_CHECKPOINT_INTERVAL_S": "0.5",
-        "DRIFTLOOP_JOIN_TTL_S": "120",
-        "DRIFTLOOP_FEEDBACK_GRACE_S": "2",
-        "DRIFTLOOP_MAX_RECORD_BYTES": "500000",
-    }
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [DRIFTLOOP, "worker", "--loglevel", "warn"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{settings.web_port}/healthz", timeout=1
-                ) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"worker did not serve /healthz in 60 s:\n{log.read_text()[-3000:]}")
+    with WorkerProcess(settings, log) as worker:
         yield settings
-        assert proc.poll() is None, f"the worker died during the tests:\n{log.read_text()[-3000:]}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        assert worker.running(), f"the worker died during the tests:\n{worker.log_tail()}"
 
 
 def _latest_metrics(settings: Settings, model: str, want: int, timeout: float = 90) -> dict:
