@@ -149,6 +149,7 @@ class MonitorApp:
         self.published_digest: dict[str, str] = {}
         # merged windows by partition of the partials topic: key -> window end (for clean-up)
         self.merged_keys: dict[int, dict[str, int]] = defaultdict(dict)
+        self.last_rescan = 0.0
         self.merged_watermark_ms = 0
         # latest merged smallest windows per (model, version, segment), for the rolling values
         self.rolling_panes: dict[tuple[str, str, str], dict[int, WindowMetrics]] = defaultdict(dict)
@@ -210,6 +211,8 @@ class MonitorApp:
                 self.held_feedback,
             ):
                 state.pop(tp.partition, None)
+            self.last_seen.pop(tp.partition, None)
+            self.idle_published.discard(tp.partition)
 
     async def _dead_letter(self, event: EventT, stage: str, error: RecordError | Exception) -> None:
         message = event.message
@@ -522,6 +525,15 @@ class MonitorApp:
             self.published_digest.pop(old, None)
 
     async def _publish_metrics(self) -> None:
+        now = time.monotonic()
+        if now - self.last_rescan >= 5.0:
+            # Windows merged by a worker that died before publishing them are in the
+            # recovered table but in no one's to_publish: publish what this process has
+            # not published (the event id is the content's digest, so a repeat is harmless).
+            self.last_rescan = now
+            self.to_publish.update(
+                key for key in list(self.merged_table.keys()) if key not in self.published_digest
+            )
         for key in list(self.to_publish):
             self.to_publish.discard(key)
             entry = self.merged_table.get(key)
