@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -19,7 +20,78 @@ from typing import Any, Self
 from streams.exceptions import StreamsError
 from streams.settings import Settings
 
-__all__ = ["WorkerProcess", "worker_environment"]
+__all__ = ["SAMPLE_DATA", "SAMPLE_TIME", "WorkerProcess", "worker_environment"]
+
+SAMPLE_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+#: A valid ``data`` of every event type, using most optional fields, for tests.
+SAMPLE_DATA: dict[str, dict[str, Any]] = {
+    "driftloop.prediction.v1": {
+        "request_id": "req-1",
+        "model": "voice-intent",
+        "model_version": "3",
+        "features": {"loudness_db": -21.5, "mic": "usb", "snr_db": None},
+        "prediction": {"label": "weather", "score": 0.91},
+        "latency_ms": 38.0,
+        "segment": {"locale": "en-GB"},
+        "route": "champion",
+        "host": {"cpu_percent": 12.5, "memory_mb": 512.0},
+    },
+    "driftloop.feedback.v1": {"request_id": "req-1", "model": "voice-intent", "label": "weather"},
+    "driftloop.outcome.v1": {
+        "request_id": "req-1",
+        "model": "voice-intent",
+        "model_version": "3",
+        "features": {"loudness_db": -21.5},
+        "predicted_label": "weather",
+        "prediction_time": SAMPLE_TIME,
+        "label_delay_ms": 1500.0,
+    },
+    "driftloop.metrics.v1": {
+        "model": "voice-intent",
+        "model_version": "3",
+        "window_start": SAMPLE_TIME,
+        "window_end": SAMPLE_TIME + timedelta(minutes=1),
+        "count": 120,
+        "metrics": {"latency_p99_ms": 81.5, "accuracy": None},
+    },
+    "driftloop.alert.v1": {
+        "alert_id": "al-1",
+        "model": "voice-intent",
+        "model_version": "3",
+        "signal": "loudness_db",
+        "kind": "data_drift",
+        "severity": "warning",
+        "status": "firing",
+        "detector": "adwin",
+        "statistic": 0.42,
+        "threshold": 0.3,
+        "detected_at": SAMPLE_TIME,
+        "evidence": {
+            "start": SAMPLE_TIME - timedelta(minutes=5),
+            "end": SAMPLE_TIME,
+            "events": 600,
+        },
+    },
+    "driftloop.retrain-request.v1": {
+        "request_id": "rr-1",
+        "model": "voice-intent",
+        "reason": "concept drift on error_rate",
+        "window": {
+            "start": SAMPLE_TIME - timedelta(days=1),
+            "end": SAMPLE_TIME,
+            "offsets": [{"topic": "driftloop.outcomes", "partition": 0, "start": 0, "end": 10}],
+        },
+        "requested_by": "policy",
+    },
+    "driftloop.model-event.v1": {
+        "model": "voice-intent",
+        "version": 4,
+        "action": "ramp_step",
+        "traffic": {"champion": 0.9, "challenger": 0.1},
+        "details": {"p_value": 0.01, "note": "ok", "manual": False, "missing": None},
+    },
+}
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:

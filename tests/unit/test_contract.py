@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from driftloop.cli import app
 from streams import contract
 from streams.codec import encode_event
 from streams.events import EVENT_CLASSES
+from streams.testing import SAMPLE_DATA
 from streams.topics import TOPICS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,69 +25,7 @@ DOCS = REPO_ROOT / "docs"
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 # one minimal valid ``data`` per event type
-VALID_DATA: dict[str, dict[str, Any]] = {
-    "driftloop.prediction.v1": {
-        "request_id": "req-1",
-        "model": "voice-intent",
-        "model_version": "3",
-        "features": {"loudness_db": -21.5, "mic": "usb", "snr_db": None},
-        "prediction": {"label": "weather", "score": 0.91},
-        "latency_ms": 38.0,
-        "segment": {"locale": "en-GB"},
-        "route": "champion",
-        "host": {"cpu_percent": 12.5, "memory_mb": 512.0},
-    },
-    "driftloop.feedback.v1": {"request_id": "req-1", "model": "voice-intent", "label": "weather"},
-    "driftloop.outcome.v1": {
-        "request_id": "req-1",
-        "model": "voice-intent",
-        "model_version": "3",
-        "features": {"loudness_db": -21.5},
-        "predicted_label": "weather",
-        "prediction_time": T0,
-        "label_delay_ms": 1500.0,
-    },
-    "driftloop.metrics.v1": {
-        "model": "voice-intent",
-        "model_version": "3",
-        "window_start": T0,
-        "window_end": T0 + timedelta(minutes=1),
-        "count": 120,
-        "metrics": {"latency_p99_ms": 81.5, "accuracy": None},
-    },
-    "driftloop.alert.v1": {
-        "alert_id": "al-1",
-        "model": "voice-intent",
-        "model_version": "3",
-        "signal": "loudness_db",
-        "kind": "data_drift",
-        "severity": "warning",
-        "status": "firing",
-        "detector": "adwin",
-        "statistic": 0.42,
-        "threshold": 0.3,
-        "detected_at": T0,
-        "evidence": {"start": T0 - timedelta(minutes=5), "end": T0, "events": 600},
-    },
-    "driftloop.retrain-request.v1": {
-        "request_id": "rr-1",
-        "model": "voice-intent",
-        "reason": "concept drift on error_rate",
-        "window": {
-            "start": T0 - timedelta(days=1),
-            "end": T0,
-            "offsets": [{"topic": "driftloop.outcomes", "partition": 0, "start": 0, "end": 10}],
-        },
-        "requested_by": "policy",
-    },
-    "driftloop.model-event.v1": {
-        "model": "voice-intent",
-        "version": 4,
-        "action": "ramp_step",
-        "traffic": {"champion": 0.9, "challenger": 0.1},
-        "details": {"p_value": 0.01, "note": "ok", "manual": False, "missing": None},
-    },
-}
+VALID_DATA: dict[str, dict[str, Any]] = SAMPLE_DATA
 
 
 @pytest.fixture

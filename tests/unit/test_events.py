@@ -24,6 +24,7 @@ from streams.events import (
     parse_event,
 )
 from streams.exceptions import EventValidationError, UnknownEventTypeError
+from streams.testing import SAMPLE_DATA
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -38,39 +39,9 @@ PREDICTION = {
 
 # one minimal valid ``data`` per event type
 VALID_DATA: dict[str, dict[str, Any]] = {
+    **SAMPLE_DATA,
+    # minimal forms where the samples use optional fields
     "driftloop.prediction.v1": PREDICTION,
-    "driftloop.feedback.v1": {"request_id": "req-1", "model": "voice-intent", "label": "weather"},
-    "driftloop.outcome.v1": {
-        "request_id": "req-1",
-        "model": "voice-intent",
-        "model_version": "3",
-        "features": {"loudness_db": -21.5},
-        "predicted_label": "weather",
-        "prediction_time": T0,
-        "label_delay_ms": 1500.0,
-    },
-    "driftloop.metrics.v1": {
-        "model": "voice-intent",
-        "model_version": "3",
-        "window_start": T0,
-        "window_end": T0 + timedelta(minutes=1),
-        "count": 120,
-        "metrics": {"latency_p99_ms": 81.5, "accuracy": None},
-    },
-    "driftloop.alert.v1": {
-        "alert_id": "al-1",
-        "model": "voice-intent",
-        "model_version": "3",
-        "signal": "loudness_db",
-        "kind": "data_drift",
-        "severity": "warning",
-        "status": "firing",
-        "detector": "adwin",
-        "statistic": 0.42,
-        "threshold": 0.3,
-        "detected_at": T0,
-        "evidence": {"start": T0 - timedelta(minutes=5), "end": T0, "events": 600},
-    },
     "driftloop.retrain-request.v1": {
         "request_id": "rr-1",
         "model": "voice-intent",
