@@ -2,17 +2,21 @@
 
 Two stages:
 
-1. **monitor** (one instance per source partition of ``predictions`` and
-   ``outcomes``, which are co-partitioned): decode each record, send what
-   cannot be decoded or validated to ``dead-letters``, drop events seen
-   already (bounded memory), and add the rest to the partition's open
-   windows (:class:`~streams.partition_windows.PartitionWindows`). About once a
-   second per partition the changed windows are written to a changelog-backed
-   table and only then are the records acknowledged, so a worker that dies is
-   replaced by one that recovers the windows and re-reads only unacknowledged
-   records, which the windows recognise by offset and skip. Closed windows
-   (and, after ``idle_close_s`` without traffic, open ones) are sent as
-   *partials* to the internal ``metrics-partials`` topic.
+1. **monitor** (one instance per source partition of ``predictions``,
+   ``feedback`` and ``outcomes``, which are co-partitioned by ``request_id``):
+   take a batch of records, decode each once, send what cannot be decoded or
+   validated to ``dead-letters``, drop events seen already (bounded memory),
+   add predictions and outcomes to the partition's open windows
+   (:class:`~streams.partition_windows.PartitionWindows`, one vectorised update
+   per window per batch), and join feedback to its prediction
+   (:class:`~streams.join.PendingPredictions`), sending an ``outcome`` per
+   match. About once a second per partition the changed windows and pending
+   predictions are written to changelog-backed tables, everything sent is
+   flushed, and only then are the records acknowledged, so a worker that dies
+   is replaced by one that recovers the state and re-reads only
+   unacknowledged records, which the windows recognise by offset and skip.
+   Closed windows (and, after ``idle_close_s`` without traffic, open ones)
+   are sent as *partials* to the internal ``metrics-partials`` topic.
 2. **merge**: per window, keep the latest partial of every source partition,
    merge them, and publish one ``driftloop.metrics.v1`` event per
    (model, version, segment, window) to ``metrics``; the same numbers feed the
@@ -35,11 +39,12 @@ from typing import Any
 
 import faust
 import faust.streams
+import numpy as np
 from faust.types import TP, EventT, StreamT
 
 from online_models.window import PanedRollingWindow
 from online_models.window_metrics import WindowMetrics
-from streams.codec import RecordError, decode_record, encode_event
+from streams.codec import RecordError, decode_prediction_rows, decode_record, encode_event
 from streams.dead_letters import DeadLetter
 from streams.dedup import RecentIds
 from streams.events import (
@@ -59,9 +64,10 @@ __all__ = ["MonitorApp", "create_app"]
 
 log = logging.getLogger("driftloop.worker")
 
-_KIND_OF_TOPIC = {
-    "predictions": ("prediction", PredictionEvent),
-    "outcomes": ("outcome", OutcomeEvent),
+_EXPECTED: dict[str, type[CloudEvent]] = {
+    "predictions": PredictionEvent,
+    "feedback": FeedbackEvent,
+    "outcomes": OutcomeEvent,
 }
 
 
@@ -78,6 +84,15 @@ def _as_current(event: EventT) -> Iterator[None]:
         yield
     finally:
         faust.streams._current_event.reset(token)
+
+
+def _released(
+    before: list[tuple[FeedbackEvent, EventT, float]],
+    after: list[tuple[FeedbackEvent, EventT, float]],
+) -> list[EventT]:
+    """The feedback records none of whose events is held any more."""
+    kept = {id(event) for _, event, _ in after}
+    return list({id(event): event for _, event, _ in before if id(event) not in kept}.values())
 
 
 class MonitorApp:
@@ -120,16 +135,18 @@ class MonitorApp:
             name: settings.topic(name) for name in ("predictions", "outcomes", "metrics")
         }
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        # predictions, feedback and outcomes are co-partitioned (keyed by request_id): one
+        # agent sees a request's prediction, its feedback and their outcome in one partition
         self.source = app.topic(
-            self.topic_names["predictions"], self.topic_names["outcomes"], **raw
+            settings.topic("predictions"),
+            settings.topic("feedback"),
+            self.topic_names["outcomes"],
+            **raw,
         )
         self.dead_letters = app.topic(settings.topic("dead-letters"), **raw)
         self.metrics_topic = app.topic(self.topic_names["metrics"], **raw)
         self.partials = app.topic(
             settings.topic("metrics-partials"), partitions=4, internal=True, **raw
-        )
-        self.join_source = app.topic(
-            settings.topic("predictions"), settings.topic("feedback"), **raw
         )
         self.outcomes_topic = app.topic(settings.topic("outcomes"), **raw)
         # Predictions waiting for feedback; a key is "<partition>#<offset of their record>".
@@ -157,15 +174,10 @@ class MonitorApp:
         self.joins: dict[int, PendingPredictions] = {}
         self.join_records: dict[int, dict[str, int]] = {}  # record key -> newest time_ms in it
         self.join_writes: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(dict)
-        self.join_acks: dict[int, list[EventT]] = defaultdict(list)
-        self.join_checkpoint: dict[int, float] = defaultdict(float)
-        self.join_dedup: dict[int, RecentIds] = {}
         self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
-        self.join_stream: StreamT | None = None
         self.monitor_stream: StreamT | None = None
 
         app.agent(self.source, name="monitor")(self._monitor)
-        app.agent(self.join_source, name="join")(self._join)
         app.timer(1.0, name="held-feedback")(self._release_held_feedback)
         app.agent(self.partials, name="merge")(self._merge)
         app.timer(1.0, name="idle-windows")(self._publish_idle_windows)
@@ -206,8 +218,6 @@ class MonitorApp:
                 self.joins,
                 self.join_records,
                 self.join_writes,
-                self.join_acks,
-                self.join_dedup,
                 self.held_feedback,
             ):
                 state.pop(tp.partition, None)
@@ -239,56 +249,151 @@ class MonitorApp:
         self.telemetry.dead_letters.labels(stage=stage, error=type(exc).__name__).inc()
 
     async def _monitor(self, stream: StreamT) -> None:
-        settings = self.settings
+        """Stage 1: predictions, feedback and outcomes of a partition, a batch of records at once.
+
+        A prediction is decoded once and feeds both the windows and the join.
+        Records are taken in batches (up to ``take_max_records`` or whatever
+        came within ``take_within_s``) so that each window gets one vectorised
+        update per batch instead of one per record.
+        """
         self.monitor_stream = stream
-        async for event in stream.noack().events():
+        settings = self.settings
+        async for batch in stream.noack_take(settings.take_max_records, settings.take_within_s):
+            by_partition: dict[int, list[EventT]] = defaultdict(list)
+            for event in batch:
+                by_partition[event.message.partition].append(event)
+            for partition, events in by_partition.items():
+                await self._process(stream, partition, events)
+
+    async def _decode(
+        self, event: EventT, expected: type[CloudEvent], dedup: RecentIds, topic_name: str
+    ) -> list[Any]:
+        """The new, valid events of one record; everything else is dead-lettered or counted.
+
+        Predictions come back as rows (:mod:`streams.rows`, the fast path),
+        feedback as models, outcomes as rows of their models.
+        """
+        message = event.message
+        max_bytes = self.settings.max_record_bytes
+        items: list[Any]
+        if expected is PredictionEvent:
+            rows = decode_prediction_rows(message.value, max_bytes=max_bytes)
+            errors, items, others = rows.errors, rows.rows, rows.others
+        else:
+            decoded = decode_record(message.value, max_bytes=max_bytes)
+            errors = decoded.errors
+            items = [e for e in decoded.events if isinstance(e, expected)]
+            others = [e for e in decoded.events if not isinstance(e, expected)]
+        for error in errors:
+            await self._dead_letter(event, "decode", error)
+        for other in others:
+            await self._dead_letter(
+                event, "route", ContractError(f"{other.type} does not belong on {message.topic}")
+            )
+        good: list[Any] = []
+        duplicates = 0
+        for item in items:
+            if dedup.seen(item["id"] if isinstance(item, dict) else item.id):
+                duplicates += 1
+            elif expected is OutcomeEvent:
+                good.append(item.model_dump())
+            else:
+                good.append(item)
+        if duplicates:
+            self.telemetry.duplicates.labels(topic=topic_name).inc(duplicates)
+        return good
+
+    async def _process(self, stream: StreamT, partition: int, events: list[EventT]) -> None:
+        settings = self.settings
+        windows = self._partition(partition)
+        join = self._join_partition(partition)
+        dedup = self.dedup[partition]
+        acks = self.pending[partition]
+        predictions: list[tuple[int, list[dict[str, Any]]]] = []
+        outcomes: list[tuple[int, list[dict[str, Any]]]] = []
+        held = self.held_feedback[partition]
+        for event in events:
             message = event.message
-            partition = message.partition
             topic_name = message.topic.removeprefix(settings.topic_prefix)
-            kind, expected = _KIND_OF_TOPIC[topic_name]
-            windows = self._partition(partition)
-            decoded = decode_record(message.value, max_bytes=settings.max_record_bytes)
-            for error in decoded.errors:
-                await self._dead_letter(event, "decode", error)
-            good: list[CloudEvent] = []
-            dedup = self.dedup[partition]
-            for item in decoded.events:
-                if not isinstance(item, expected):
-                    await self._dead_letter(
-                        event,
-                        "route",
-                        ContractError(f"{item.type} does not belong on {message.topic}"),
-                    )
-                elif dedup.seen(item.id):
-                    self.telemetry.duplicates.labels(topic=topic_name).inc()
-                else:
-                    good.append(item)
+            good = await self._decode(event, _EXPECTED[topic_name], dedup, topic_name)
+            if topic_name == "predictions":
+                if good:
+                    predictions.append((message.offset, good))
+                    entries = join.add_rows(good)
+                    key = f"{partition}#{message.offset}"
+                    self.join_writes[partition][key] = entries
+                    self.join_records[partition][key] = max(e["time_ms"] for e in entries)
+                acks.append(event)
+            elif topic_name == "outcomes":
+                if good:
+                    outcomes.append((message.offset, good))
+                acks.append(event)
+            else:
+                waiting = False
+                for item in good:
+                    result = join.match(item)
+                    if isinstance(result, OutcomeEvent):
+                        await self._send_outcome(result)
+                    else:
+                        # its prediction may still be on its way: wait feedback_grace_s
+                        held.append((item, event, time.monotonic()))
+                        waiting = True
+                if not waiting:
+                    acks.append(event)
+        if held and predictions:
+            await self._retry_held(partition)
+        for kind, topic_name, records in (
+            ("prediction", "predictions", predictions),
+            ("outcome", "outcomes", outcomes),
+        ):
+            if not records:
+                continue
             late_before = windows.late_events
-            windows.apply(kind, message.topic, message.offset, good)
-            self.telemetry.events.labels(topic=topic_name).inc(len(good))
+            windows.apply_many(kind, settings.topic(topic_name), records)  # type: ignore[arg-type]
+            self.telemetry.events.labels(topic=topic_name).inc(sum(len(r) for _, r in records))
             if windows.late_events > late_before:
                 self.telemetry.late_events.inc(windows.late_events - late_before)
-            if kind == "prediction":
-                for item in good:
-                    self.telemetry.latency.observe(item.data.latency_ms / 1000)
-            self.pending[partition].append(event)
-            self.last_seen[partition] = time.monotonic()
-            self.idle_published.discard(partition)
-            if time.monotonic() - self.last_checkpoint[partition] >= settings.checkpoint_interval_s:
-                await self._checkpoint(stream, partition, windows)
+        if predictions:
+            self.telemetry.observe_latencies(
+                np.fromiter(
+                    (row["data"]["latency_ms"] for _, record in predictions for row in record),
+                    dtype=np.float64,
+                )
+            )
+        self.last_seen[partition] = time.monotonic()
+        self.idle_published.discard(partition)
+        if time.monotonic() - self.last_checkpoint[partition] >= settings.checkpoint_interval_s:
+            with _as_current(events[-1]):
+                await self._checkpoint(stream, partition)
 
-    async def _checkpoint(self, stream: StreamT, partition: int, windows: PartitionWindows) -> None:
-        """Write changed windows, send and drop closed ones, then acknowledge the records.
+    async def _checkpoint(self, stream: StreamT, partition: int) -> None:
+        """Write the partition's changed state, send closed windows, then acknowledge.
 
         Runs while an event of ``partition`` is current, so the table writes go
-        to that partition of the changelog.
+        to that partition of the changelogs. Everything sent (partials,
+        outcomes, dead letters) is flushed before the records are acknowledged.
         """
-        for key in windows.closable():
-            window = windows.close(key)
-            await self._send_partial(partition, key, window.metrics, window.revision, final=True)
-            self.windows_table.pop(f"{partition}#{key}", None)
-        for key, state in windows.take_dirty().items():
-            self.windows_table[f"{partition}#{key}"] = state
+        windows = self.partitions.get(partition)
+        if windows is not None:
+            for key in windows.closable():
+                window = windows.close(key)
+                await self._send_partial(
+                    partition, key, window.metrics, window.revision, final=True
+                )
+                self.windows_table.pop(f"{partition}#{key}", None)
+            for key, state in windows.take_dirty().items():
+                self.windows_table[f"{partition}#{key}"] = state
+        join = self.joins.get(partition)
+        if join is not None:
+            join.advance(join.watermark_ms)
+            horizon = join.watermark_ms - join.ttl_ms
+            records = self.join_records[partition]
+            for key, entries in self.join_writes.pop(partition, {}).items():
+                self.pending_table[key] = entries
+            for key in [k for k, newest in records.items() if newest < horizon]:
+                del records[key]
+                self.pending_table.pop(key, None)
+        await self.app.producer.flush()
         for pending in self.pending.pop(partition, []):
             await stream.ack(pending)
         self.last_checkpoint[partition] = time.monotonic()
@@ -321,16 +426,11 @@ class MonitorApp:
             pending = self.pending.get(partition)
             if pending and self.monitor_stream is not None:
                 with _as_current(pending[-1]):
-                    await self._checkpoint(self.monitor_stream, partition, windows)
+                    await self._checkpoint(self.monitor_stream, partition)
             for key, window in list(windows.windows.items()):
                 await self._send_partial(
                     partition, key, window.metrics, window.revision, final=False
                 )
-            join = self.joins.get(partition)
-            acks = self.join_acks.get(partition)
-            if join is not None and acks and self.join_stream is not None:
-                with _as_current(acks[-1]):
-                    await self._join_checkpoint(self.join_stream, partition, join)
             self.idle_published.add(partition)
 
     # ------------------------------------------------------------------ join
@@ -353,57 +453,7 @@ class MonitorApp:
                 pending.load(entries)
                 records[key] = max(e["time_ms"] for e in entries)
             self.join_records[partition] = records
-            self.join_dedup[partition] = RecentIds(s.dedup_capacity)
         return pending
-
-    async def _join(self, stream: StreamT) -> None:
-        self.join_stream = stream
-        async for event in stream.noack().events():
-            message = event.message
-            partition = message.partition
-            pending = self._join_partition(partition)
-            decoded = decode_record(message.value, max_bytes=self.settings.max_record_bytes)
-            if message.topic == self.settings.topic("predictions"):
-                # bad records there are dead-lettered by the monitor agent
-                predictions = [e for e in decoded.events if isinstance(e, PredictionEvent)]
-                if predictions:
-                    entries = pending.add(predictions)
-                    pending.advance(pending.watermark_ms)
-                    key = f"{partition}#{message.offset}"
-                    self.join_writes[partition][key] = entries
-                    self.join_records[partition][key] = max(e["time_ms"] for e in entries)
-                self.join_acks[partition].append(event)
-                await self._retry_held(partition)
-            else:
-                for error in decoded.errors:
-                    await self._dead_letter(event, "decode", error)
-                dedup = self.join_dedup[partition]
-                feedback = []
-                for item in decoded.events:
-                    if not isinstance(item, FeedbackEvent):
-                        await self._dead_letter(
-                            event,
-                            "route",
-                            ContractError(f"{item.type} does not belong on {message.topic}"),
-                        )
-                    elif dedup.seen(item.id):
-                        self.telemetry.duplicates.labels(topic="feedback").inc()
-                    else:
-                        feedback.append(item)
-                for item in feedback:
-                    result = pending.match(item)
-                    if isinstance(result, OutcomeEvent):
-                        await self._send_outcome(result)
-                    else:
-                        # its prediction may still be on its way: wait feedback_grace_s
-                        self.held_feedback[partition].append((item, event, time.monotonic()))
-                if not any(held is event for _, held, _ in self.held_feedback[partition]):
-                    self.join_acks[partition].append(event)
-            if (
-                time.monotonic() - self.join_checkpoint[partition]
-                >= self.settings.checkpoint_interval_s
-            ):
-                await self._join_checkpoint(stream, partition, pending)
 
     async def _send_outcome(self, outcome: OutcomeEvent) -> None:
         await self.outcomes_topic.send(
@@ -424,18 +474,7 @@ class MonitorApp:
             else:
                 still.append((item, event, since))
         self.held_feedback[partition] = still
-        self._ack_released(partition, held, still)
-
-    def _ack_released(
-        self,
-        partition: int,
-        before: list[tuple[FeedbackEvent, EventT, float]],
-        after: list[tuple[FeedbackEvent, EventT, float]],
-    ) -> None:
-        """Queue for acknowledgement the feedback records none of whose events is held any more."""
-        kept = {id(event) for _, event, _ in after}
-        released = {id(event): event for _, event, _ in before if id(event) not in kept}
-        self.join_acks[partition].extend(released.values())
+        self.pending[partition].extend(_released(held, still))
 
     async def _release_held_feedback(self) -> None:
         """Dead-letter feedback whose prediction did not come within the grace period."""
@@ -459,28 +498,11 @@ class MonitorApp:
                 else:
                     still.append((item, event, since))
             self.held_feedback[partition] = still
-            self._ack_released(partition, held, still)
-            if len(still) < len(held) and self.join_stream is not None:
+            released = _released(held, still)
+            if released and self.monitor_stream is not None:
                 await self.app.producer.flush()
-                for ack in self.join_acks.pop(partition, []):
-                    await self.join_stream.ack(ack)
-
-    async def _join_checkpoint(
-        self, stream: StreamT, partition: int, pending: PendingPredictions
-    ) -> None:
-        """Write new pending predictions, drop expired ones, flush outcomes, then acknowledge."""
-        pending.advance(pending.watermark_ms)
-        horizon = pending.watermark_ms - pending.ttl_ms
-        records = self.join_records[partition]
-        for key, entries in self.join_writes.pop(partition, {}).items():
-            self.pending_table[key] = entries
-        for key in [k for k, newest in records.items() if newest < horizon]:
-            del records[key]
-            self.pending_table.pop(key, None)
-        await self.app.producer.flush()
-        for event in self.join_acks.pop(partition, []):
-            await stream.ack(event)
-        self.join_checkpoint[partition] = time.monotonic()
+                for event in released:
+                    await self.monitor_stream.ack(event)
 
     # ------------------------------------------------------------------ stage 2
 

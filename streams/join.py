@@ -31,17 +31,18 @@ class JoinMiss:
     detail: str
 
 
-def _compact(event: PredictionEvent) -> dict[str, Any]:
-    data = event.data
+def _compact(row: dict[str, Any]) -> dict[str, Any]:
+    """What an outcome needs of a prediction row (see :mod:`streams.rows`)."""
+    data = row["data"]
     return {
-        "request_id": data.request_id,
-        "model": data.model,
-        "model_version": data.model_version,
-        "segment": data.segment,
-        "route": data.route,
-        "features": data.features,
-        "label": data.prediction.label,
-        "time_ms": int(event.time.timestamp() * 1000),
+        "request_id": data["request_id"],
+        "model": data["model"],
+        "model_version": data["model_version"],
+        "segment": data.get("segment"),
+        "route": data.get("route"),
+        "features": data["features"],
+        "label": data["prediction"].get("label"),
+        "time_ms": int(row["time"].timestamp() * 1000),
     }
 
 
@@ -83,7 +84,11 @@ class PendingPredictions:
 
     def add(self, predictions: list[PredictionEvent]) -> list[dict[str, Any]]:
         """Remember predictions; returns their entries (what the changelog keeps)."""
-        entries = [_compact(event) for event in predictions]
+        return self.add_rows([event.model_dump() for event in predictions])
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`add` for predictions given as rows (:mod:`streams.rows`)."""
+        entries = [_compact(row) for row in rows]
         for entry in entries:
             self._by_request[entry["request_id"]] = entry
             self._by_request.move_to_end(entry["request_id"])

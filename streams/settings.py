@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = Field(
         default=1.0, gt=0, description="How often state is written to the changelog, per partition."
     )
+    take_max_records: int = Field(
+        default=50,
+        ge=1,
+        description="Records a worker takes at once; each window gets one update per batch.",
+    )
+    take_within_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="How long a worker waits to fill a batch before it works on what it has.",
+    )
     dedup_capacity: int = Field(
         default=200_000, ge=0, description="Recent event ids remembered per partition for dedup."
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -145,6 +146,33 @@ class Telemetry:
         for name, value in values.items():
             if value is not None and _exported(name):
                 self.rolling_metric.labels(model, version, segment, f"{span_s}s", name).set(value)
+
+    def observe_latencies(self, latency_ms: np.ndarray) -> None:
+        """Add many latencies (milliseconds) to the histogram at once.
+
+        One ``observe()`` per event costs about a microsecond; this counts the
+        values per bucket with numpy and adds each bucket's count once. It uses
+        prometheus_client's bucket counters directly (checked against
+        ``observe()`` by a test, so a change there fails loudly).
+
+        Examples
+        --------
+        >>> t = Telemetry()
+        >>> t.observe_latencies(np.array([3.0, 30.0, 30.0, 9000.0]))
+        >>> [s.value for s in t.latency.collect()[0].samples if s.name.endswith("_count")]
+        [4.0]
+        """
+        seconds = np.asarray(latency_ms, dtype=np.float64) / 1000.0
+        if not seconds.size:
+            return
+        histogram = self.latency
+        bounds = np.asarray(histogram._upper_bounds)
+        # the bucket of a value is the first upper bound at or above it (le semantics)
+        counts = np.bincount(np.searchsorted(bounds, seconds, side="left"), minlength=len(bounds))
+        for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+            if count:
+                bucket.inc(count)
+        histogram._sum.inc(float(seconds.sum()))
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type (without the charset, which is
