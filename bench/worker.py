@@ -33,12 +33,9 @@ internal ones and the consumer group, even on failure):
    the ``monitor`` agent counted into windows):
    ``monitor rate = (N - count at the first non-zero reading) /
    (t_count_reaches_N - t_first_non_zero)``, so start-up and the consumer-group
-   join are excluded. The ``join`` agent reads the same ``predictions`` records
-   in the same process and may trail behind; faust's own read-only stats page
-   (``APP_WEB_STATS_ENABLED=true``; it changes no processing) says when both
-   agents have taken every record, and the same formula up to that moment gives
-   the rate of both. The **sustained** rate is the slower of the two; the
-   verdict and the ratio use it. The backlog phase stops early (the rate so far
+   join are excluded. The same agent feeds the feedback join from the same
+   decode (it keeps every prediction for the join), so this is the rate of the
+   whole worker: the **sustained** rate, which the verdict and the ratio use. The backlog phase stops early (the rate so far
    is reported) when it would overrun ``--budget`` seconds for the whole run.
 4. **Live lag.** After the backlog, ``--live-rate`` events/s (default 20 000,
    40 % of the bar) for ``--live-s`` seconds (default 10), in records of 200,
@@ -359,21 +356,8 @@ class Worker:
         return int(float(match.group(1))) if match else 0
 
     def records_taken_by_both(self) -> int | None:
-        """Records that *both* agents reading ``predictions`` (monitor, join) have taken.
-
-        From faust's stats page: its per-stream counters have opaque labels, but
-        the only streams are monitor's, join's (one per record of ``predictions``
-        here) and merge's (a few partials), so the second largest is the slower of
-        monitor and join.
-        """
-        body = self._get("/")
-        if body is None:
-            return None
-        try:
-            counts = sorted(json.loads(body)["Sensor0"]["events_by_stream"].values())
-        except (ValueError, KeyError, TypeError):
-            return None
-        return int(counts[-2]) if len(counts) >= 2 else 0
+        """None: one agent reads the records now (it used to be two, monitor and join)."""
+        return None
 
     def sample_memory(self) -> None:
         rss = _proc_status(self.pid).get("VmRSS")

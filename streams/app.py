@@ -11,8 +11,9 @@ Two stages:
    per window per batch), and join feedback to its prediction
    (:class:`~streams.join.PendingPredictions`), sending an ``outcome`` per
    match. About once a second per partition the changed windows and pending
-   predictions are written to changelog-backed tables, everything sent is
-   flushed, and only then are the records acknowledged, so a worker that dies
+   predictions are written to changelog-backed tables and only then are the
+   records acknowledged (faust flushes everything sent before it commits their
+   offsets), so a worker that dies
    is replaced by one that recovers the state and re-reads only
    unacknowledged records, which the windows recognise by offset and skip.
    Closed windows (and, after ``idle_close_s`` without traffic, open ones)
@@ -149,8 +150,9 @@ class MonitorApp:
             settings.topic("metrics-partials"), partitions=4, internal=True, **raw
         )
         self.outcomes_topic = app.topic(settings.topic("outcomes"), **raw)
-        # Predictions waiting for feedback; a key is "<partition>#<offset of their record>".
-        self.pending_table = app.Table("pending", default=None, partitions=4)
+        # Predictions waiting for feedback: the value of their record as it came (no encoding
+        # on the hot path; decoded again only on recovery); a key is "<partition>#<offset>".
+        self.pending_table = app.Table("pending", default=None, partitions=4, value_type=bytes)
         # Window states of every source partition; a key is "<partition>#<window id>".
         self.windows_table = app.Table("windows", default=None, partitions=4)
         # Latest partial of every source partition, per window.
@@ -173,7 +175,7 @@ class MonitorApp:
         # join state, per partition of predictions/feedback
         self.joins: dict[int, PendingPredictions] = {}
         self.join_records: dict[int, dict[str, int]] = {}  # record key -> newest time_ms in it
-        self.join_writes: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(dict)
+        self.join_writes: dict[int, dict[str, bytes]] = defaultdict(dict)
         self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
         self.monitor_stream: StreamT | None = None
 
@@ -321,7 +323,7 @@ class MonitorApp:
                     predictions.append((message.offset, good))
                     entries = join.add_rows(good)
                     key = f"{partition}#{message.offset}"
-                    self.join_writes[partition][key] = entries
+                    self.join_writes[partition][key] = message.value
                     self.join_records[partition][key] = max(e["time_ms"] for e in entries)
                 acks.append(event)
             elif topic_name == "outcomes":
@@ -370,8 +372,7 @@ class MonitorApp:
         """Write the partition's changed state, send closed windows, then acknowledge.
 
         Runs while an event of ``partition`` is current, so the table writes go
-        to that partition of the changelogs. Everything sent (partials,
-        outcomes, dead letters) is flushed before the records are acknowledged.
+        to that partition of the changelogs.
         """
         windows = self.partitions.get(partition)
         if windows is not None:
@@ -388,12 +389,14 @@ class MonitorApp:
             join.advance(join.watermark_ms)
             horizon = join.watermark_ms - join.ttl_ms
             records = self.join_records[partition]
-            for key, entries in self.join_writes.pop(partition, {}).items():
-                self.pending_table[key] = entries
+            for key, value in self.join_writes.pop(partition, {}).items():
+                self.pending_table[key] = value
             for key in [k for k, newest in records.items() if newest < horizon]:
                 del records[key]
                 self.pending_table.pop(key, None)
-        await self.app.producer.flush()
+        # no flush here: faust flushes the producer before it commits offsets, so what was
+        # sent (partials, outcomes, dead letters, changelog) is out before the records count
+        # as read, and the agent need not wait for it
         for pending in self.pending.pop(partition, []):
             await stream.ack(pending)
         self.last_checkpoint[partition] = time.monotonic()
@@ -445,13 +448,14 @@ class MonitorApp:
             records: dict[str, int] = {}
             prefix = f"{partition}#"
             stored = [
-                (int(key[len(prefix) :]), key, entries)
-                for key, entries in list(self.pending_table.items())
-                if key.startswith(prefix) and entries
+                (int(key[len(prefix) :]), key, value)
+                for key, value in list(self.pending_table.items())
+                if key.startswith(prefix) and value
             ]
-            for _offset, key, entries in sorted(stored):
-                pending.load(entries)
-                records[key] = max(e["time_ms"] for e in entries)
+            for _offset, key, value in sorted(stored):
+                entries = pending.add_rows(decode_prediction_rows(value).rows)
+                if entries:
+                    records[key] = max(e["time_ms"] for e in entries)
             self.join_records[partition] = records
         return pending
 
@@ -500,7 +504,6 @@ class MonitorApp:
             self.held_feedback[partition] = still
             released = _released(held, still)
             if released and self.monitor_stream is not None:
-                await self.app.producer.flush()
                 for event in released:
                     await self.monitor_stream.ack(event)
 
