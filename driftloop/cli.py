@@ -10,6 +10,9 @@ from rich.console import Console
 from driftloop import __version__
 from driftloop.infra.cli import app as infra_app
 from producers.cli import publish_app
+from retrain.models_cli import models_app
+from retrain.request_cli import retrain_app
+from streams.alerts_cli import alerts_app
 from streams.cli import schemas_app, topics_app, worker
 
 __all__ = ["app", "main"]
@@ -29,6 +32,9 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(publish_app, name="publish")
 app.command("worker")(worker)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(models_app, name="models")
+app.add_typer(retrain_app, name="retrain")
 
 
 def _version(value: bool) -> None:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -153,6 +153,50 @@ class Settings(BaseSettings):
     )
     max_pending_predictions: int = Field(
         default=1_000_000, ge=1, description="Predictions kept for the join, per partition."
+    )
+
+    # -- drift detection and alerting ------------------------------------------------
+    alert_policy_file: Path | None = Field(
+        default=None,
+        description="YAML file of the alert policy (metric rules, grouping timers, retrain "
+        "triggers); unset = the defaults of streams.alerting.AlertPolicyConfig.",
+    )
+    drift_events_per_false_alarm: float = Field(
+        default=1_000_000,
+        gt=0,
+        description="False-alarm budget: at most one false drift alert per this many events "
+        "per model, split across its features and segments.",
+    )
+    drift_reference_first_n: int = Field(
+        default=5000,
+        ge=100,
+        description="Events of a new model version taken as its reference when none was set.",
+    )
+    drift_window_events: int = Field(
+        default=1000, ge=50, description="Events per window of the reference comparisons."
+    )
+
+    # -- the model registry and the rollout --------------------------------------------
+    registry_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs model artifacts (at least 16 bytes); without it "
+        "the registry is read-only (list, show, promote, rollback, approve).",
+    )
+    registry_namespace: str = Field(
+        default="driftloop:", description="Prefix of the model registry's Redis keys."
+    )
+    rollout_canary_fraction: float = Field(default=0.05, gt=0, le=1)
+    rollout_ramp_steps: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5, 1.0],
+        description="Traffic shares of the challenger, step by step, each gated.",
+    )
+    rollout_require_approval: bool = Field(
+        default=False, description="Wait for `driftloop models approve` before each step."
+    )
+    gate_min_samples: int = Field(default=500, ge=1, description="Requests per arm per gate.")
+    voice_cache_dir: Path = Field(
+        default_factory=lambda: _default_cache_dir() / "voice",
+        description="Where synthesised voice clips are kept (never in the repository).",
     )
 
     @model_validator(mode="after")
