@@ -16,14 +16,20 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:debian-package pairs the project needs on the machine
-DEBIAN_NEEDS := redis-server:redis-server kcat:kcat java:openjdk-17-jre-headless mvn:maven
+DEBIAN_NEEDS := redis-server:redis-server kcat:kcat java:openjdk-17-jre-headless mvn:maven \
+                espeak-ng:espeak-ng sox:sox
+# torch/torchaudio (the audio extra) are several GB from PyPI: installed once per machine,
+# outside any one clone, and put on the virtual environment's path with a .pth file
+TORCH_VERSION := 2.9.1
+AUDIO_DIR   := $(HOME)/.cache/driftloop/torch-$(TORCH_VERSION)
+AUDIO_STAMP := $(VENV)/.installed-audio
 
 .PHONY: help deps install up down status test demo bench lint schemas clean
 
 help: ## show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-deps: ## install the Debian packages driftloop needs (redis-server, kcat, Java, Maven)
+deps: ## install the Debian packages driftloop needs (redis-server, kcat, Java, Maven, espeak-ng, sox)
 	@missing=""; for pair in $(DEBIAN_NEEDS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
@@ -40,7 +46,20 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-install: deps $(STAMP) ## create the virtual environment and install driftloop
+$(AUDIO_STAMP): $(STAMP)
+	@if [ ! -f "$(AUDIO_DIR)/.complete" ]; then \
+	  echo "installing torch $(TORCH_VERSION) + torchaudio into $(AUDIO_DIR), once per machine (several GB)"; \
+	  rm -rf "$(AUDIO_DIR).partial"; \
+	  $(BIN)/python -m pip install -q --target "$(AUDIO_DIR).partial" \
+	    torch==$(TORCH_VERSION) torchaudio==$(TORCH_VERSION) && \
+	  rm -rf "$(AUDIO_DIR)" && mv "$(AUDIO_DIR).partial" "$(AUDIO_DIR)" && touch "$(AUDIO_DIR)/.complete"; \
+	fi
+	@$(BIN)/python -m pip install -q 'soundfile>=0.12'
+	@echo "$(AUDIO_DIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/driftloop-audio.pth"
+	@$(BIN)/python -c "import torch, torchaudio, soundfile" || { echo "torch/torchaudio do not import from $(AUDIO_DIR): remove it and run make again"; exit 1; }
+	@touch $@
+
+install: deps $(STAMP) $(AUDIO_STAMP) ## create the virtual environment and install driftloop (with the audio extra)
 
 up: install ## start Kafka and Redis on 127.0.0.1 (harmless when already running)
 	@$(DL) infra up
