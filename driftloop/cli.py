@@ -12,6 +12,7 @@ from driftloop.infra.cli import app as infra_app
 from producers.cli import publish_app
 from retrain.models_cli import models_app
 from retrain.request_cli import retrain_app
+from retrain.rollout_cli import rollout
 from streams.alerts_cli import alerts_app
 from streams.cli import schemas_app, topics_app, worker
 
@@ -35,6 +36,7 @@ app.command("worker")(worker)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(models_app, name="models")
 app.add_typer(retrain_app, name="retrain")
+app.command("rollout")(rollout)
 
 
 def _version(value: bool) -> None:

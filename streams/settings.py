@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     registry_namespace: str = Field(
         default="driftloop:", description="Prefix of the model registry's Redis keys."
     )
-    rollout_canary_fraction: float = Field(default=0.05, gt=0, le=1)
+    rollout_canary_fraction: float = Field(default=0.05, gt=0, lt=1)
     rollout_ramp_steps: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: [0.05, 0.25, 0.5, 1.0],
         description="Traffic shares of the challenger, step by step, each gated.",
