@@ -11,6 +11,7 @@ from driftloop import __version__
 from driftloop.infra.cli import app as infra_app
 from producers.cli import publish_app
 from producers.replay_cli import replay
+from producers.router.cli import serve
 from retrain.models_cli import models_app
 from retrain.request_cli import retrain_app
 from retrain.rollout_cli import rollout
@@ -35,6 +36,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(publish_app, name="publish")
 app.command("worker")(worker)
 app.command("replay")(replay)
+app.command("serve")(serve)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(models_app, name="models")
 app.add_typer(retrain_app, name="retrain")
