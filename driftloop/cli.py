@@ -12,6 +12,7 @@ from driftloop.infra.cli import app as infra_app
 from producers.cli import publish_app
 from producers.replay_cli import replay
 from producers.router.cli import serve
+from retrain.cli import retrainer
 from retrain.models_cli import models_app
 from retrain.request_cli import retrain_app
 from retrain.rollout_cli import rollout
@@ -41,6 +42,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(models_app, name="models")
 app.add_typer(retrain_app, name="retrain")
 app.command("rollout")(rollout)
+app.command("retrainer")(retrainer)
 
 
 def _version(value: bool) -> None:
