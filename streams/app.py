@@ -45,15 +45,20 @@ from faust.types import TP, EventT, StreamT
 
 from online_models.window import PanedRollingWindow
 from online_models.window_metrics import WindowMetrics
+from streams.alert_stage import AlertStage, StageOutput, detection_from_json, detection_to_json
+from streams.alerting import AlertPolicyConfig, Detection
 from streams.codec import RecordError, decode_prediction_rows, decode_record, encode_event
 from streams.dead_letters import DeadLetter
 from streams.dedup import RecentIds
+from streams.drift import DriftMonitor
 from streams.events import (
+    AlertEvent,
     CloudEvent,
     FeedbackEvent,
     MetricsEvent,
     OutcomeEvent,
     PredictionEvent,
+    RetrainRequestEvent,
 )
 from streams.exceptions import ContractError
 from streams.join import PendingPredictions
@@ -150,6 +155,13 @@ class MonitorApp:
             settings.topic("metrics-partials"), partitions=4, internal=True, **raw
         )
         self.outcomes_topic = app.topic(settings.topic("outcomes"), **raw)
+        # drift detections of every partition, keyed by model, for the alert stage (one partition:
+        # the alert policy of a model must see all of them)
+        self.detections_topic = app.topic(
+            settings.topic("detections"), partitions=1, internal=True, **raw
+        )
+        self.alerts_topic = app.topic(settings.topic("alerts"), **raw)
+        self.retrain_topic = app.topic(settings.topic("retrain-requests"), **raw)
         # Predictions waiting for feedback: the value of their record as it came (no encoding
         # on the hot path; decoded again only on recovery); a key is "<partition>#<offset>".
         self.pending_table = app.Table("pending", default=None, partitions=4, value_type=bytes)
@@ -182,6 +194,18 @@ class MonitorApp:
         app.agent(self.source, name="monitor")(self._monitor)
         app.timer(1.0, name="held-feedback")(self._release_held_feedback)
         app.agent(self.partials, name="merge")(self._merge)
+        policy = (
+            AlertPolicyConfig.from_yaml(settings.alert_policy_file)
+            if settings.alert_policy_file
+            else AlertPolicyConfig()
+        )
+        # two stages, each with its own grouping: drift detections, and metric-rule transitions
+        self.drift_alerts = AlertStage(policy)
+        self.metric_alerts = AlertStage(policy)
+        self.drift_monitors: dict[int, DriftMonitor] = {}
+        app.agent(self.detections_topic, name="drift-alerts")(self._drift_alert_agent)
+        app.agent(self.metrics_topic, name="metric-alerts")(self._metric_alert_agent)
+        app.timer(1.0, name="alert-timers")(self._alert_timers)
         app.timer(1.0, name="idle-windows")(self._publish_idle_windows)
         app.timer(0.5, name="publish-metrics")(self._publish_metrics)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -221,6 +245,7 @@ class MonitorApp:
                 self.join_records,
                 self.join_writes,
                 self.held_feedback,
+                self.drift_monitors,
             ):
                 state.pop(tp.partition, None)
             self.last_seen.pop(tp.partition, None)
@@ -335,7 +360,7 @@ class MonitorApp:
                 for item in good:
                     result = join.match(item)
                     if isinstance(result, OutcomeEvent):
-                        await self._send_outcome(result)
+                        await self._send_outcome(result, join.match_shadow(item))
                     else:
                         # its prediction may still be on its way: wait feedback_grace_s
                         held.append((item, event, time.monotonic()))
@@ -355,6 +380,7 @@ class MonitorApp:
             self.telemetry.events.labels(topic=topic_name).inc(sum(len(r) for _, r in records))
             if windows.late_events > late_before:
                 self.telemetry.late_events.inc(windows.late_events - late_before)
+        await self._detect(partition, predictions, outcomes)
         if predictions:
             self.telemetry.observe_latencies(
                 np.fromiter(
@@ -459,11 +485,14 @@ class MonitorApp:
             self.join_records[partition] = records
         return pending
 
-    async def _send_outcome(self, outcome: OutcomeEvent) -> None:
-        await self.outcomes_topic.send(
-            key=outcome.data.request_id.encode(), value=encode_event(outcome)
-        )
-        self.telemetry.outcomes.inc()
+    async def _send_outcome(self, outcome: OutcomeEvent, shadow: OutcomeEvent | None) -> None:
+        """Send the outcome of the answered prediction, and of the shadow one if any."""
+        for item in (outcome, shadow):
+            if item is not None:
+                await self.outcomes_topic.send(
+                    key=item.data.request_id.encode(), value=encode_event(item)
+                )
+                self.telemetry.outcomes.inc()
 
     async def _retry_held(self, partition: int) -> None:
         held = self.held_feedback.get(partition)
@@ -474,7 +503,7 @@ class MonitorApp:
         for item, event, since in held:
             result = pending.match(item)
             if isinstance(result, OutcomeEvent):
-                await self._send_outcome(result)
+                await self._send_outcome(result, pending.match_shadow(item))
             else:
                 still.append((item, event, since))
         self.held_feedback[partition] = still
@@ -493,7 +522,7 @@ class MonitorApp:
             for item, event, since in held:
                 result = pending.match(item)
                 if isinstance(result, OutcomeEvent):
-                    await self._send_outcome(result)
+                    await self._send_outcome(result, pending.match_shadow(item))
                 elif now - since >= grace:
                     await self._dead_letter(
                         event, "join", ContractError(f"{result.reason}: {result.detail}")
@@ -506,6 +535,91 @@ class MonitorApp:
             if released and self.monitor_stream is not None:
                 for event in released:
                     await self.monitor_stream.ack(event)
+
+    # ------------------------------------------------------------------ drift and alerts
+
+    def _drift_monitor(self, partition: int) -> DriftMonitor:
+        monitor = self.drift_monitors.get(partition)
+        if monitor is None:
+            s = self.settings
+            # The budget is a rate per event: each partition sees its share of the traffic, so
+            # detectors running at the model's rate in every partition keep the model within it.
+            monitor = self.drift_monitors[partition] = DriftMonitor(
+                partitions=1,
+                events_per_false_alarm=s.drift_events_per_false_alarm,
+                reference_first_n=s.drift_reference_first_n,
+                window_events=s.drift_window_events,
+                seed=partition,
+            )
+        return monitor
+
+    async def _detect(
+        self,
+        partition: int,
+        predictions: list[tuple[int, list[dict[str, Any]]]],
+        outcomes: list[tuple[int, list[dict[str, Any]]]],
+    ) -> None:
+        """Run the partition's drift detectors; what fires goes to the alert stage."""
+        monitor = self._drift_monitor(partition)
+        detections: list[Detection] = []
+        if predictions:
+            detections += monitor.observe_predictions([r for _, rows in predictions for r in rows])
+        if outcomes:
+            detections += monitor.observe_outcomes([r for _, rows in outcomes for r in rows])
+        for detection in detections:
+            self.telemetry.detections.labels(kind=detection.kind).inc()
+            await self.detections_topic.send(
+                key=detection.model.encode(),
+                value=json.dumps(detection_to_json(detection)).encode(),
+            )
+
+    async def _drift_alert_agent(self, stream: StreamT) -> None:
+        async for event in stream.events():
+            try:
+                detection = detection_from_json(json.loads(event.value))
+            except (ValueError, KeyError, TypeError) as exc:
+                await self._dead_letter(event, "alerts", exc)
+                continue
+            await self._publish_alerts(self.drift_alerts.on_detection(detection))
+
+    async def _metric_alert_agent(self, stream: StreamT) -> None:
+        async for event in stream.events():
+            try:
+                window = MetricsEvent.model_validate_json(event.value).data
+            except ValueError as exc:
+                await self._dead_letter(event, "alerts", exc)
+                continue
+            await self._publish_alerts(self.metric_alerts.on_metrics(window))
+
+    async def _alert_timers(self) -> None:
+        for stage in (self.drift_alerts, self.metric_alerts):
+            await self._publish_alerts(stage.tick())
+
+    async def _publish_alerts(self, out: StageOutput) -> None:
+        source = f"urn:driftloop:worker:{self.settings.worker_app_id}"
+        for alert in out.alerts:
+            event = AlertEvent.new(
+                alert,
+                id=f"{alert.alert_id}:{alert.status}:{alert.detected_at.isoformat()}",
+                time=alert.detected_at,
+                source=source,
+            )
+            await self.alerts_topic.send(key=alert.model.encode(), value=encode_event(event))
+            self.telemetry.alerts.labels(kind=alert.kind, status=alert.status).inc()
+            log.info(
+                "alert %s %s %s %s: %s",
+                alert.status,
+                alert.model,
+                alert.kind,
+                alert.signal,
+                alert.summary or "",
+            )
+        for request in out.requests:
+            event = RetrainRequestEvent.new(request, id=request.request_id, source=source)
+            await self.retrain_topic.send(key=request.model.encode(), value=encode_event(event))
+            log.info(
+                "retrain request %s for %s: %s", request.request_id, request.model, request.reason
+            )
 
     # ------------------------------------------------------------------ stage 2
 

@@ -75,6 +75,7 @@ class PendingPredictions:
         self.ttl_ms = int(ttl_s * 1000)
         self.max_pending = max_pending
         self._by_request: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._shadow: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._expired = RecentIds(expired_memory)
         self.watermark_ms = 0
         self.evicted_for_space = 0
@@ -87,9 +88,20 @@ class PendingPredictions:
         return self.add_rows([event.model_dump() for event in predictions])
 
     def add_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """:meth:`add` for predictions given as rows (:mod:`streams.rows`)."""
+        """:meth:`add` for predictions given as rows (:mod:`streams.rows`).
+
+        A shadow prediction (route ``shadow``: the challenger scored the request
+        but did not answer) is kept apart from the answered one of the same
+        request, so feedback meets both (see :meth:`match_shadow`).
+        """
         entries = [_compact(row) for row in rows]
         for entry in entries:
+            if entry["route"] == "shadow":
+                self._shadow[entry["request_id"]] = entry
+                self._shadow.move_to_end(entry["request_id"])
+                if len(self._shadow) > self.max_pending:
+                    self._shadow.popitem(last=False)
+                continue
             self._by_request[entry["request_id"]] = entry
             self._by_request.move_to_end(entry["request_id"])
             self.watermark_ms = max(self.watermark_ms, entry["time_ms"])
@@ -110,6 +122,8 @@ class PendingPredictions:
         self.watermark_ms = max(self.watermark_ms, now_ms)
         horizon = self.watermark_ms - self.ttl_ms
         dropped = 0
+        while self._shadow and next(iter(self._shadow.values()))["time_ms"] < horizon:
+            self._shadow.popitem(last=False)
         while self._by_request:
             request_id, entry = next(iter(self._by_request.items()))
             if entry["time_ms"] >= horizon:
@@ -142,8 +156,41 @@ class PendingPredictions:
             )
         return outcome_for(entry, feedback)
 
+    def match_shadow(self, feedback: FeedbackEvent) -> OutcomeEvent | None:
+        """The outcome of a shadow prediction of the same request, if there was one.
 
-def outcome_for(entry: dict[str, Any], feedback: FeedbackEvent) -> OutcomeEvent:
+        Only the label says anything about an answer the user never saw: the
+        implicit signals (redo, typing, click) are about the answered one, so
+        they are left out of it.
+
+        Examples
+        --------
+        >>> from datetime import UTC, datetime
+        >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> def pred(version, label, route):
+        ...     return PredictionEvent.new({"request_id": "r1", "model": "m",
+        ...         "model_version": version, "features": {"x": 1.0},
+        ...         "prediction": {"label": label}, "latency_ms": 5, "route": route}, time=t0)
+        >>> pending = PendingPredictions(ttl_s=60)
+        >>> _ = pending.add([pred("1", "a", "champion"), pred("2", "b", "shadow")])
+        >>> fb = FeedbackEvent.new({"request_id": "r1", "model": "m", "label": "b",
+        ...                         "redo_search": True}, time=t0, id="fb-1")
+        >>> served, shadow = pending.match(fb), pending.match_shadow(fb)
+        >>> served.data.model_version, served.data.correct, served.data.redo_search
+        ('1', False, True)
+        >>> shadow.data.model_version, shadow.data.correct, shadow.data.redo_search, shadow.id
+        ('2', True, None, 'outcome:fb-1:shadow')
+        """
+        entry = self._shadow.get(feedback.data.request_id)
+        if entry is None or feedback.data.label is None:
+            return None
+        outcome = outcome_for(entry, feedback, implicit=False)
+        return outcome
+
+
+def outcome_for(
+    entry: dict[str, Any], feedback: FeedbackEvent, *, implicit: bool = True
+) -> OutcomeEvent:
     """The outcome event of a prediction entry and one piece of its feedback."""
     data = feedback.data
     feedback_ms = int(feedback.time.timestamp() * 1000)
@@ -159,13 +206,15 @@ def outcome_for(entry: dict[str, Any], feedback: FeedbackEvent) -> OutcomeEvent:
             "predicted_label": entry["label"],
             "label": data.label,
             "correct": correct,
-            "redo_search": data.redo_search,
-            "switched_to_typing": data.switched_to_typing,
-            "clicked": data.clicked,
+            "redo_search": data.redo_search if implicit else None,
+            "switched_to_typing": data.switched_to_typing if implicit else None,
+            "clicked": data.clicked if implicit else None,
             "prediction_time": datetime.fromtimestamp(entry["time_ms"] / 1000, UTC),
             "label_delay_ms": float(max(0, feedback_ms - entry["time_ms"])),
         },
-        id=f"outcome:{feedback.id}",
+        id=f"outcome:{feedback.id}"
+        if entry["route"] != "shadow"
+        else f"outcome:{feedback.id}:shadow",
         time=feedback.time,
         source="urn:driftloop:worker:join",
     )

@@ -100,6 +100,18 @@ class Telemetry:
         self.late_events = Counter(
             "driftloop_late_events", "Events for windows that had already closed.", registry=r
         )
+        self.detections = Counter(
+            "driftloop_drift_detections",
+            "Drift detectors that fired (before grouping into alerts).",
+            ["kind"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "driftloop_alerts",
+            "Alerts published, firing or resolved.",
+            ["kind", "status"],
+            registry=r,
+        )
         self.latency = Histogram(
             "driftloop_prediction_latency_seconds",
             "Latency the predictions reported.",

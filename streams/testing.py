@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic import SecretStr
+
 from streams.exceptions import StreamsError
 from streams.settings import Settings
 
@@ -105,6 +107,10 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     """
     env = {}
     for name, value in settings.model_dump().items():
+        if value is None:
+            continue  # unset: the child's default is None too
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         text = json.dumps(value) if isinstance(value, list | dict) else str(value)
         env[f"DRIFTLOOP_{name.upper()}"] = text
     return env

@@ -1,0 +1,131 @@
+"""The alert stage of the worker: detections and metric windows in, alerts and retrain requests out.
+
+Kafka-free; the worker's agents feed it and publish what it returns. One
+instance watches one source: the drift detections of every partition (sent to
+an internal topic keyed by model) or the published metric windows (evaluated
+against the configured rules). Both go through the same policy: grouping and
+dedup (:class:`~streams.alerting.AlertGrouper`), then the retrain triggers
+(:class:`~streams.alerting.RetrainPolicy`).
+
+Time is event time. So that a group still closes and a cooldown still ends
+when traffic stops, :meth:`AlertStage.tick` moves event time on with the wall
+clock from the last event seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from streams.alerting import AlertGrouper, AlertPolicyConfig, Detection, MetricRules, RetrainPolicy
+from streams.events import AlertData, MetricsData, RetrainRequestData
+
+__all__ = ["AlertStage", "StageOutput", "detection_from_json", "detection_to_json"]
+
+_TIMES = ("detected_at", "evidence_start", "evidence_end")
+
+
+def detection_to_json(detection: Detection) -> dict[str, Any]:
+    """A detection as a JSON-able dict (times in RFC 3339)."""
+    body = dataclasses.asdict(detection)
+    for name in _TIMES:
+        body[name] = body[name].isoformat()
+    return body
+
+
+def detection_from_json(body: dict[str, Any]) -> Detection:
+    """The inverse of :func:`detection_to_json`.
+
+    Examples
+    --------
+    >>> from datetime import UTC
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> d = Detection("m", "1", "x", "data_drift", "warning", "cusum", 21.0, 20.0, t, t, t, 90)
+    >>> detection_from_json(detection_to_json(d)) == d
+    True
+    """
+    values = dict(body)
+    for name in _TIMES:
+        values[name] = datetime.fromisoformat(values[name])
+    return Detection(**values)
+
+
+@dataclass
+class StageOutput:
+    """What to publish: alerts, and retrain requests."""
+
+    alerts: list[AlertData] = field(default_factory=list)
+    requests: list[RetrainRequestData] = field(default_factory=list)
+
+    def extend(self, other: StageOutput) -> None:
+        """Add another output to this one."""
+        self.alerts.extend(other.alerts)
+        self.requests.extend(other.requests)
+
+
+class AlertStage:
+    """Grouping, dedup and retrain triggers over one source of detections.
+
+    Examples
+    --------
+    >>> from datetime import UTC
+    >>> stage = AlertStage(AlertPolicyConfig.from_mapping({"grouping": {"group_wait": "10s"}}))
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> d = Detection("voice", "1", "error_rate", "concept_drift", "critical", "bernoulli_cusum",
+    ...               statistic=9.1, threshold=8.6, detected_at=t, evidence_start=t,
+    ...               evidence_end=t, evidence_events=60, pattern="sudden")
+    >>> stage.on_detection(d).alerts  # waits group_wait for more of the group
+    []
+    >>> out = stage.on_detection(dataclasses.replace(d, detected_at=t + timedelta(seconds=11)))
+    >>> [(a.kind, a.status, a.signal) for a in out.alerts], len(out.requests)
+    ([('concept_drift', 'firing', 'error_rate')], 1)
+    """
+
+    def __init__(self, config: AlertPolicyConfig, *, clock: Any = time.monotonic) -> None:
+        self.config = config
+        self.rules: MetricRules = config.metric_rules()
+        self.grouper: AlertGrouper = config.grouper()
+        self.retrain: RetrainPolicy = config.retrain_policy()
+        self._clock = clock
+        self._latest: datetime | None = None
+        self._latest_at = 0.0
+
+    def _seen(self, when: datetime) -> None:
+        if self._latest is None or when > self._latest:
+            self._latest = when
+            self._latest_at = self._clock()
+
+    def _policy(self, alerts: list[AlertData]) -> StageOutput:
+        out = StageOutput(alerts=alerts)
+        for alert in alerts:
+            request = self.retrain.observe(alert)
+            if request is not None:
+                out.requests.append(request)
+        return out
+
+    def on_detection(self, detection: Detection) -> StageOutput:
+        """A drift detector fired (or a rule changed state)."""
+        self._seen(detection.detected_at)
+        out = self._policy(self.grouper.advance(detection.detected_at))
+        out.extend(self._policy(self.grouper.observe(detection)))
+        return out
+
+    def on_metrics(self, window: MetricsData) -> StageOutput:
+        """A published metric window: checked against the rules, then like a detection."""
+        out = StageOutput()
+        for detection in self.rules.observe(window):
+            out.extend(self.on_detection(detection))
+        self._seen(window.window_end)
+        return out
+
+    def tick(self) -> StageOutput:
+        """Let timers run: event time moves on with the wall clock since the last event."""
+        if self._latest is None:
+            return StageOutput()
+        now = self._latest + timedelta(seconds=self._clock() - self._latest_at)
+        out = self._policy(self.grouper.advance(now))
+        out.requests.extend(self.retrain.advance(now))
+        return out

@@ -1,0 +1,203 @@
+"""Drift end to end: events published with kcat -> worker -> alerts and retrain requests.
+
+One worker process on the real broker. Two models share it:
+
+- ``shift-model``: a feature's mean jumps by 2 sd half-way (data drift, sudden);
+  no labels change, so the default retrain policy must not ask for a retrain;
+- ``concept-model``: the features stay put but the labels stop agreeing with
+  the predictions half-way (error rate 0.1 -> 0.5: concept drift), which the
+  default policy turns into a retrain request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from producers.publisher import partition_for_key
+from streams.admin import create_topics
+from streams.alerts_cli import alerts_app
+from streams.events import AlertEvent, RetrainRequestEvent
+from streams.settings import Settings
+from streams.testing import WorkerProcess
+
+KCAT = shutil.which("kcat") or "kcat"
+T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+EVENTS = 8_000
+CHANGE_AT = 4_000
+PARTITIONS = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def worker(services, tmp_path_factory) -> Iterator[Settings]:
+    folder = tmp_path_factory.mktemp("drift")
+    policy = folder / "alert-policy.yaml"
+    # short timers so the test does not wait minutes of event time for a group to be sent
+    policy.write_text("grouping: {group_wait: 1s, group_interval: 5s, resolve_timeout: 1h}\n")
+    settings = Settings(
+        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
+        topic_prefix=f"drift-{os.getpid()}-{random.randrange(1 << 30):x}.",
+        web_port=_free_port(),
+        window_sizes_s=[10],
+        idle_close_s=2,
+        checkpoint_interval_s=0.5,
+        feedback_grace_s=2,
+        drift_reference_first_n=1000,
+        alert_policy_file=policy,
+        _env_file=None,
+    )
+    create_topics(settings)
+    with WorkerProcess(settings, folder / "worker.log") as process:
+        yield settings
+        assert process.running(), f"the worker died:\n{process.log_tail()}"
+
+
+def _event(kind: str, i: int, model: str, when: datetime, data: dict) -> dict:
+    return {
+        "specversion": "1.0",
+        "id": f"{model}-{kind}-{i}",
+        "source": "urn:test:kcat",
+        "type": f"driftloop.{kind}.v1",
+        "time": when.isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }
+
+
+def _kcat_publish(settings: Settings, topic: str, events: list[dict]) -> None:
+    """Events grouped by the partition of their request id, 100 per record, sent with kcat."""
+    by_partition: dict[int, list[dict]] = defaultdict(list)
+    for event in events:
+        by_partition[partition_for_key(event["data"]["request_id"], PARTITIONS)].append(event)
+    for partition, group in by_partition.items():
+        lines = [json.dumps(group[i : i + 100]) for i in range(0, len(group), 100)]
+        subprocess.run(
+            [KCAT, "-b", settings.kafka_bootstrap_servers, "-P", "-t", settings.topic(topic),
+             "-p", str(partition)],
+            input="\n".join(lines).encode(),
+            check=True,
+            timeout=60,
+        )  # fmt: skip
+
+
+def _traffic(model: str, *, shift: float, wrong_after_change: float) -> tuple[list, list]:
+    rng = np.random.default_rng(7 if model.startswith("shift") else 8)
+    predictions, feedback = [], []
+    for i in range(EVENTS):
+        when = T0 + timedelta(milliseconds=10 * i)
+        changed = i >= CHANGE_AT
+        request_id = f"{model}-r{i}"
+        label = ("weather", "music", "news")[i % 3]
+        predictions.append(
+            _event("prediction", i, model, when, {
+                "request_id": request_id, "model": model, "model_version": "1",
+                "features": {
+                    "loudness_db": float(rng.normal(-20 + (shift if changed else 0.0), 1.0)),
+                    "duration_s": float(rng.normal(2.0, 0.3)),
+                },
+                "prediction": {"label": label, "score": float(rng.uniform(0.5, 1.0))},
+                "latency_ms": float(rng.lognormal(3.5, 0.3)),
+            })
+        )  # fmt: skip
+        wrong = rng.random() < (wrong_after_change if changed else 0.1)
+        truth = "shopping" if wrong else label
+        feedback.append(
+            _event("feedback", i, model, when + timedelta(milliseconds=500), {
+                "request_id": request_id, "model": model, "label": truth,
+            })
+        )  # fmt: skip
+    return predictions, feedback
+
+
+def _read_topic(settings: Settings, topic: str) -> list[dict]:
+    done = subprocess.run(
+        [KCAT, "-b", settings.kafka_bootstrap_servers, "-C", "-t", settings.topic(topic),
+         "-o", "beginning", "-e", "-q"],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    return [json.loads(line) for line in done.stdout.decode().splitlines() if line.strip()]
+
+
+def _wait_for(settings: Settings, topic: str, found, timeout_s: float = 150) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    events: list[dict] = []
+    while time.monotonic() < deadline:
+        events = _read_topic(settings, topic)
+        if found(events):
+            return events
+        time.sleep(2)
+    return events
+
+
+def test_drift_published_with_kcat_is_alerted_and_concept_drift_asks_for_a_retrain(worker):
+    for model, shift, wrong in (("shift-model", 2.0, 0.1), ("concept-model", 0.0, 0.5)):
+        predictions, feedback = _traffic(model, shift=shift, wrong_after_change=wrong)
+        _kcat_publish(worker, "predictions", predictions)
+        _kcat_publish(worker, "feedback", feedback)
+
+    def both_alerted(events: list[dict]) -> bool:
+        kinds = {(e["data"]["model"], e["data"]["kind"]) for e in events}
+        return {("shift-model", "data_drift"), ("concept-model", "concept_drift")} <= kinds
+
+    alerts = [AlertEvent.model_validate(e) for e in _wait_for(worker, "alerts", both_alerted)]
+    for a in alerts:  # shown with -s: what a person would read
+        print(a.data.model, a.data.status, a.data.kind, a.data.pattern, a.data.signal,
+              a.data.detected_at, a.data.summary)  # fmt: skip
+    assert both_alerted([a.model_dump() for a in alerts]), [a.data for a in alerts]
+
+    data = [a.data for a in alerts if a.data.model == "shift-model" and a.data.status == "firing"]
+    assert data and all(a.kind == "data_drift" for a in data), data
+    first = data[0]
+    assert "loudness_db" in first.signal and first.pattern == "sudden", first
+    change = T0 + timedelta(milliseconds=10 * CHANGE_AT)
+    # detected after the change, and within 1 000 events of it (a quarter of them per partition)
+    assert change <= first.detected_at <= change + timedelta(seconds=10), first
+    assert "duration_s" not in first.signal  # the feature that did not move is not blamed
+
+    concept = [a.data for a in alerts if a.data.model == "concept-model"]
+    assert concept[0].kind == "concept_drift" and concept[0].severity == "critical", concept
+    assert not [a for a in concept if a.kind == "data_drift"], "concept-model's inputs never moved"
+
+    requests = [
+        RetrainRequestEvent.model_validate(e)
+        for e in _wait_for(
+            worker,
+            "retrain-requests",
+            lambda events: any(e["data"]["model"] == "concept-model" for e in events),
+            timeout_s=60,
+        )
+    ]
+    by_model = defaultdict(list)
+    for request in requests:
+        by_model[request.data.model].append(request.data)
+    [request] = by_model["concept-model"]
+    assert request.requested_by == "policy" and request.alert_ids, request
+    assert request.window.start < request.window.end, request.window
+    assert request.window.start <= change, "the window to train on starts at or before the drift"
+    assert not by_model["shift-model"], "data drift alone is not a retrain trigger by default"
+
+    # the same alerts, readable by a person
+    done = CliRunner().invoke(
+        alerts_app,
+        ["tail", "--from-beginning", "--until-idle", "2", "--model", "shift-model",
+         "-b", worker.kafka_bootstrap_servers, "--prefix", worker.topic_prefix],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "FIRING" in done.stdout and "shift-model:1 data_drift sudden" in done.stdout
