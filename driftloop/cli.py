@@ -18,6 +18,7 @@ from retrain.request_cli import retrain_app
 from retrain.rollout_cli import rollout
 from streams.alerts_cli import alerts_app
 from streams.cli import schemas_app, topics_app, worker
+from streams.reference_cli import reference_app
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,7 @@ app.command("worker")(worker)
 app.command("replay")(replay)
 app.command("serve")(serve)
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(reference_app, name="reference")
 app.add_typer(models_app, name="models")
 app.add_typer(retrain_app, name="retrain")
 app.command("rollout")(rollout)

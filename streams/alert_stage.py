@@ -87,30 +87,25 @@ class AlertStage:
     def __init__(self, config: AlertPolicyConfig, *, clock: Any = time.monotonic) -> None:
         self.config = config
         self.rules: MetricRules = config.metric_rules()
-        self.grouper: AlertGrouper = config.grouper()
-        self.retrain: RetrainPolicy = config.retrain_policy()
         self._clock = clock
-        self._latest: datetime | None = None
-        self._latest_at = 0.0
+        # one policy per model: each model's traffic has its own event time (a replay of last
+        # week's file and live traffic must not share a clock)
+        self._models: dict[str, _ModelPolicy] = {}
 
-    def _seen(self, when: datetime) -> None:
-        if self._latest is None or when > self._latest:
-            self._latest = when
-            self._latest_at = self._clock()
-
-    def _policy(self, alerts: list[AlertData]) -> StageOutput:
-        out = StageOutput(alerts=alerts)
-        for alert in alerts:
-            request = self.retrain.observe(alert)
-            if request is not None:
-                out.requests.append(request)
-        return out
+    def _model(self, model: str) -> _ModelPolicy:
+        policy = self._models.get(model)
+        if policy is None:
+            policy = self._models[model] = _ModelPolicy(
+                self.config.grouper(), self.config.retrain_policy()
+            )
+        return policy
 
     def on_detection(self, detection: Detection) -> StageOutput:
         """A drift detector fired (or a rule changed state)."""
-        self._seen(detection.detected_at)
-        out = self._policy(self.grouper.advance(detection.detected_at))
-        out.extend(self._policy(self.grouper.observe(detection)))
+        policy = self._model(detection.model)
+        policy.seen(detection.detected_at, self._clock())
+        out = policy.judge(policy.grouper.advance(detection.detected_at))
+        out.extend(policy.judge(policy.grouper.observe(detection)))
         return out
 
     def on_metrics(self, window: MetricsData) -> StageOutput:
@@ -118,14 +113,41 @@ class AlertStage:
         out = StageOutput()
         for detection in self.rules.observe(window):
             out.extend(self.on_detection(detection))
-        self._seen(window.window_end)
+        self._model(window.model).seen(window.window_end, self._clock())
         return out
 
     def tick(self) -> StageOutput:
-        """Let timers run: event time moves on with the wall clock since the last event."""
-        if self._latest is None:
-            return StageOutput()
-        now = self._latest + timedelta(seconds=self._clock() - self._latest_at)
-        out = self._policy(self.grouper.advance(now))
-        out.requests.extend(self.retrain.advance(now))
+        """Let timers run: each model's event time moves on with the wall clock since its
+        last event."""
+        out = StageOutput()
+        wall = self._clock()
+        for policy in self._models.values():
+            if policy.latest is None:
+                continue
+            now = policy.latest + timedelta(seconds=wall - policy.latest_at)
+            out.extend(policy.judge(policy.grouper.advance(now)))
+            out.requests.extend(policy.retrain.advance(now))
+        return out
+
+
+@dataclass
+class _ModelPolicy:
+    """The grouping and retrain policy of one model, and its event-time clock."""
+
+    grouper: AlertGrouper
+    retrain: RetrainPolicy
+    latest: datetime | None = None
+    latest_at: float = 0.0
+
+    def seen(self, when: datetime, wall: float) -> None:
+        if self.latest is None or when > self.latest:
+            self.latest = when
+            self.latest_at = wall
+
+    def judge(self, alerts: list[AlertData]) -> StageOutput:
+        out = StageOutput(alerts=alerts)
+        for alert in alerts:
+            request = self.retrain.observe(alert)
+            if request is not None:
+                out.requests.append(request)
         return out

@@ -41,6 +41,7 @@ from typing import Any
 import faust
 import faust.streams
 import numpy as np
+import redis
 from faust.types import TP, EventT, StreamT
 
 from online_models.window import PanedRollingWindow
@@ -56,6 +57,7 @@ from streams.events import (
     CloudEvent,
     FeedbackEvent,
     MetricsEvent,
+    ModelEventEvent,
     OutcomeEvent,
     PredictionEvent,
     RetrainRequestEvent,
@@ -63,6 +65,7 @@ from streams.events import (
 from streams.exceptions import ContractError
 from streams.join import PendingPredictions
 from streams.partition_windows import PartitionWindows, WindowId, parse_segment
+from streams.references import ReferenceStore
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 
@@ -206,6 +209,18 @@ class MonitorApp:
         app.agent(self.detections_topic, name="drift-alerts")(self._drift_alert_agent)
         app.agent(self.metrics_topic, name="metric-alerts")(self._metric_alert_agent)
         app.timer(1.0, name="alert-timers")(self._alert_timers)
+        # references stored in Redis ('driftloop reference set', the retrain worker), and
+        # promotions, which re-anchor the detectors on the new champion
+        self.references = ReferenceStore(
+            redis.Redis.from_url(settings.redis_url, socket_timeout=2), settings.registry_namespace
+        )
+        self.reference_digests: dict[tuple[str, str], str | None] = {}
+        # what each partition's detectors were given: (model, version) -> digest
+        self.reference_applied: dict[int, dict[tuple[str, str], str | None]] = defaultdict(dict)
+        self.reference_warned = False
+        self.model_events_topic = app.topic(settings.topic("model-events"), **raw)
+        app.agent(self.model_events_topic, name="promotions")(self._promotion_agent)
+        app.timer(settings.reference_refresh_s, name="references")(self._refresh_references)
         app.timer(1.0, name="idle-windows")(self._publish_idle_windows)
         app.timer(0.5, name="publish-metrics")(self._publish_metrics)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -246,6 +261,7 @@ class MonitorApp:
                 self.join_writes,
                 self.held_feedback,
                 self.drift_monitors,
+                self.reference_applied,
             ):
                 state.pop(tp.partition, None)
             self.last_seen.pop(tp.partition, None)
@@ -561,6 +577,7 @@ class MonitorApp:
     ) -> None:
         """Run the partition's drift detectors; what fires goes to the alert stage."""
         monitor = self._drift_monitor(partition)
+        self._apply_new_references(partition, monitor, predictions)
         detections: list[Detection] = []
         if predictions:
             detections += monitor.observe_predictions([r for _, rows in predictions for r in rows])
@@ -572,6 +589,72 @@ class MonitorApp:
                 key=detection.model.encode(),
                 value=json.dumps(detection_to_json(detection)).encode(),
             )
+
+    def _stored_reference(self, model: str, version: str) -> tuple[str | None, Any]:
+        """The digest and profile of a stored reference; (None, None) when there is none."""
+        try:
+            raw = self.references.get_raw(model, version)
+        except redis.RedisError as exc:
+            if not self.reference_warned:
+                log.warning("cannot read drift references from Redis (%s): using first events", exc)
+                self.reference_warned = True
+            return None, None
+        if raw is None:
+            return None, None
+        digest = hashlib.sha1(raw).hexdigest()
+        return digest, self.references.parse(raw)
+
+    def _apply_new_references(
+        self,
+        partition: int,
+        monitor: DriftMonitor,
+        predictions: list[tuple[int, list[dict[str, Any]]]],
+    ) -> None:
+        """A model version this partition sees for the first time gets its stored reference."""
+        applied = self.reference_applied[partition]
+        seen = {
+            (row["data"]["model"], row["data"]["model_version"])
+            for _, rows in predictions
+            for row in rows
+        }
+        for key in seen - applied.keys():
+            if key not in self.reference_digests:
+                self.reference_digests[key], profile = self._stored_reference(*key)
+            else:
+                profile = self._stored_reference(*key)[1] if self.reference_digests[key] else None
+            applied[key] = self.reference_digests[key]
+            if profile is not None:
+                monitor.set_reference(*key, profile)
+
+    async def _refresh_references(self) -> None:
+        """Pick up references set (or replaced) while the worker runs."""
+        for key, known in list(self.reference_digests.items()):
+            digest, profile = self._stored_reference(*key)
+            if digest is None or digest == known:
+                continue
+            self.reference_digests[key] = digest
+            for partition, monitor in self.drift_monitors.items():
+                monitor.set_reference(*key, profile)
+                self.reference_applied[partition][key] = digest
+            log.info("drift reference of %s version %s replaced", *key)
+
+    async def _promotion_agent(self, stream: StreamT) -> None:
+        async for event in stream.events():
+            try:
+                data = ModelEventEvent.model_validate_json(event.value).data
+            except ValueError:
+                continue  # not ours to judge: the model-events topic has its own producers
+            if data.action != "promoted":
+                continue
+            model, version = data.model, str(data.version)
+            digest, profile = self._stored_reference(model, version)
+            self.reference_digests[(model, version)] = digest
+            for partition, monitor in self.drift_monitors.items():
+                monitor.on_promoted(model, version)
+                if profile is not None:
+                    monitor.set_reference(model, version, profile)
+                self.reference_applied[partition][(model, version)] = digest
+            log.info("drift detectors re-anchored on %s version %s", model, version)
 
     async def _drift_alert_agent(self, stream: StreamT) -> None:
         async for event in stream.events():

@@ -172,6 +172,9 @@ class Settings(BaseSettings):
         ge=100,
         description="Events of a new model version taken as its reference when none was set.",
     )
+    reference_refresh_s: float = Field(
+        default=30.0, gt=0, description="How often a worker looks for new drift references."
+    )
     drift_window_events: int = Field(
         default=1000, ge=50, description="Events per window of the reference comparisons."
     )

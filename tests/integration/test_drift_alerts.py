@@ -6,7 +6,9 @@ One worker process on the real broker. Two models share it:
   no labels change, so the default retrain policy must not ask for a retrain;
 - ``concept-model``: the features stay put but the labels stop agreeing with
   the predictions half-way (error rate 0.1 -> 0.5: concept drift), which the
-  default policy turns into a retrain request.
+  default policy turns into a retrain request;
+- ``ref-model``: stationary traffic that differs from the reference a user
+  registered with ``driftloop reference set``: drift from the first events.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from producers.publisher import partition_for_key
 from streams.admin import create_topics
 from streams.alerts_cli import alerts_app
 from streams.events import AlertEvent, RetrainRequestEvent
+from streams.reference_cli import reference_app
 from streams.settings import Settings
 from streams.testing import WorkerProcess
 
@@ -62,6 +65,8 @@ def worker(services, tmp_path_factory) -> Iterator[Settings]:
         feedback_grace_s=2,
         drift_reference_first_n=1000,
         alert_policy_file=policy,
+        redis_url=services.redis_url,
+        registry_namespace=f"drift-{os.getpid()}-{random.randrange(1 << 30):x}:",
         _env_file=None,
     )
     create_topics(settings)
@@ -146,15 +151,38 @@ def _wait_for(settings: Settings, topic: str, found, timeout_s: float = 150) -> 
     return events
 
 
-def test_drift_published_with_kcat_is_alerted_and_concept_drift_asks_for_a_retrain(worker):
-    for model, shift, wrong in (("shift-model", 2.0, 0.1), ("concept-model", 0.0, 0.5)):
+def test_drift_published_with_kcat_is_alerted_and_concept_drift_asks_for_a_retrain(
+    worker, tmp_path
+):
+    # ref-model's reference, registered the way a user does: loudness around -24 dB
+    rng = np.random.default_rng(3)
+    reference = tmp_path / "reference.csv"
+    reference.write_text(
+        "loudness_db,duration_s\n"
+        + "".join(f"{rng.normal(-24, 1):.3f},{rng.normal(2.0, 0.3):.3f}\n" for _ in range(3000))
+    )
+    done = CliRunner().invoke(
+        reference_app,
+        ["set", "ref-model", str(reference), "--version", "1",
+         "--redis-url", worker.redis_url, "--namespace", worker.registry_namespace],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    for model, shift, wrong in (
+        ("shift-model", 2.0, 0.1),
+        ("concept-model", 0.0, 0.5),
+        ("ref-model", 0.0, 0.1),
+    ):
         predictions, feedback = _traffic(model, shift=shift, wrong_after_change=wrong)
         _kcat_publish(worker, "predictions", predictions)
         _kcat_publish(worker, "feedback", feedback)
 
     def both_alerted(events: list[dict]) -> bool:
         kinds = {(e["data"]["model"], e["data"]["kind"]) for e in events}
-        return {("shift-model", "data_drift"), ("concept-model", "concept_drift")} <= kinds
+        return {
+            ("shift-model", "data_drift"),
+            ("concept-model", "concept_drift"),
+            ("ref-model", "data_drift"),
+        } <= kinds
 
     alerts = [AlertEvent.model_validate(e) for e in _wait_for(worker, "alerts", both_alerted)]
     for a in alerts:  # shown with -s: what a person would read
@@ -192,6 +220,12 @@ def test_drift_published_with_kcat_is_alerted_and_concept_drift_asks_for_a_retra
     assert request.window.start < request.window.end, request.window
     assert request.window.start <= change, "the window to train on starts at or before the drift"
     assert not by_model["shift-model"], "data drift alone is not a retrain trigger by default"
+
+    # ref-model's traffic never changes: only the registered reference (-24 dB, where the
+    # traffic is at -20) makes it drift, and from its first events
+    ref = [a.data for a in alerts if a.data.model == "ref-model"]
+    assert ref and "loudness_db" in ref[0].signal, ref
+    assert ref[0].detected_at < T0 + timedelta(seconds=10), "not learned from the first events"
 
     # the same alerts, readable by a person
     done = CliRunner().invoke(
