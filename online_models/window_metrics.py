@@ -320,7 +320,7 @@ class _Feature:
             if self.numbers is None:
                 self.numbers = _Numbers(relative_accuracy)
             self.numbers.add_many(values)
-        if strings:
+        if len(strings):  # a list, or an object array of strings
             if self.categories is None:
                 self.categories = Frequencies(max_categories)
             self.categories.add_many(strings)

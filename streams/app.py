@@ -384,7 +384,9 @@ class MonitorApp:
                 if not waiting:
                     acks.append(event)
         if held and predictions:
-            await self._retry_held(partition)
+            await self._retry_held(
+                partition, {row["data"]["request_id"] for _, rows in predictions for row in rows}
+            )
         for kind, topic_name, records in (
             ("prediction", "predictions", predictions),
             ("outcome", "outcomes", outcomes),
@@ -510,13 +512,17 @@ class MonitorApp:
                 )
                 self.telemetry.outcomes.inc()
 
-    async def _retry_held(self, partition: int) -> None:
+    async def _retry_held(self, partition: int, arrived: set[str]) -> None:
+        """Join held feedback whose prediction has just ``arrived`` (by request id)."""
         held = self.held_feedback.get(partition)
         if not held:
             return
         pending = self.joins[partition]
         still: list[tuple[FeedbackEvent, EventT, float]] = []
         for item, event, since in held:
+            if item.data.request_id not in arrived:
+                still.append((item, event, since))
+                continue
             result = pending.match(item)
             if isinstance(result, OutcomeEvent):
                 await self._send_outcome(result, pending.match_shadow(item))
@@ -536,16 +542,18 @@ class MonitorApp:
                 continue
             still: list[tuple[FeedbackEvent, EventT, float]] = []
             for item, event, since in held:
+                if now - since < grace:
+                    # its prediction joins it as soon as it arrives (_retry_held)
+                    still.append((item, event, since))
+                    continue
                 result = pending.match(item)
                 if isinstance(result, OutcomeEvent):
                     await self._send_outcome(result, pending.match_shadow(item))
-                elif now - since >= grace:
+                else:
                     await self._dead_letter(
                         event, "join", ContractError(f"{result.reason}: {result.detail}")
                     )
                     self.telemetry.unmatched_feedback.labels(reason=result.reason).inc()
-                else:
-                    still.append((item, event, since))
             self.held_feedback[partition] = still
             released = _released(held, still)
             if released and self.monitor_stream is not None:

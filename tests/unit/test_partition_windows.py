@@ -161,3 +161,28 @@ def test_segment_keys_round_trip(segment):
     assert parse_segment(key) == (segment or None)
     wid = WindowId("model.v2", "7", key, 60, 1_700_000_040_000)
     assert WindowId.parse(wid.key()) == wid
+
+
+def test_a_batch_with_text_features_is_counted_per_category():
+    # the batched path hands text columns over as numpy object arrays (a bug once made
+    # "if strings:" raise on them, which crashed the worker's agent on the first such batch)
+    from datetime import UTC, datetime, timedelta
+
+    from streams.events import PredictionEvent
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        PredictionEvent.new(
+            {"request_id": f"r{i}", "model": "m", "model_version": "1",
+             "features": {"locale": ("en-GB", "de-DE")[i % 2], "x": float(i)},
+             "prediction": {"label": "a"}, "latency_ms": 5.0},
+            time=t0 + timedelta(seconds=i % 5),
+        ).model_dump()
+        for i in range(30)
+    ]  # fmt: skip
+    windows = PartitionWindows([10])
+    assert windows.apply_many("prediction", "predictions", [(0, rows[:15]), (1, rows[15:])]) == 30
+    [window] = windows.windows.values()
+    metrics = window.metrics.metrics(10)
+    assert metrics["feature.locale.freq.en-GB"] == 0.5
+    assert metrics["feature.locale.missing_rate"] == 0.0
