@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # command:debian-package pairs the project needs on the machine
 DEBIAN_NEEDS := redis-server:redis-server kcat:kcat java:openjdk-17-jre-headless mvn:maven \
-                espeak-ng:espeak-ng sox:sox
+                espeak-ng:espeak-ng sox:sox chromium:chromium
 # torch/torchaudio (the audio extra) are several GB from PyPI: installed once per machine,
 # outside any one clone, and put on the virtual environment's path with a .pth file
 TORCH_VERSION := 2.9.1
@@ -29,7 +29,7 @@ AUDIO_STAMP := $(VENV)/.installed-audio
 help: ## show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-deps: ## install the Debian packages driftloop needs (redis-server, kcat, Java, Maven, espeak-ng, sox)
+deps: ## install the Debian packages driftloop needs (redis-server, kcat, Java, Maven, espeak-ng, sox, chromium)
 	@missing=""; for pair in $(DEBIAN_NEEDS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from driftloop import __version__
 from driftloop.infra.cli import app as infra_app
+from producers.backtest_cli import backtest
 from producers.cli import publish_app
 from producers.replay_cli import replay
 from producers.router.cli import serve
@@ -18,6 +19,7 @@ from retrain.request_cli import retrain_app
 from retrain.rollout_cli import rollout
 from streams.alerts_cli import alerts_app
 from streams.cli import schemas_app, topics_app, worker
+from streams.dashboard.cli import dashboard
 from streams.reference_cli import reference_app
 
 __all__ = ["app", "main"]
@@ -38,6 +40,8 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(publish_app, name="publish")
 app.command("worker")(worker)
 app.command("replay")(replay)
+app.command("backtest")(backtest)
+app.command("dashboard")(dashboard)
 app.command("serve")(serve)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(reference_app, name="reference")
