@@ -237,6 +237,7 @@ class MonitorApp:
             windows = self.partitions[partition] = PartitionWindows(
                 s.window_sizes_s,
                 allowed_lateness_s=s.allowed_lateness_s,
+                outcome_lateness_s=s.outcome_lateness_s,
                 max_segments=s.max_segments,
                 max_categories=s.max_categories,
             )
@@ -420,14 +421,24 @@ class MonitorApp:
         """
         windows = self.partitions.get(partition)
         if windows is not None:
+            sent: set[str] = set()
             for key in windows.closable():
-                window = windows.close(key)
+                window = windows.mark_reported(key)
                 await self._send_partial(
                     partition, key, window.metrics, window.revision, final=True
                 )
+                sent.add(key)
+            for key in windows.removable():
+                windows.close(key)
                 self.windows_table.pop(f"{partition}#{key}", None)
             for key, state in windows.take_dirty().items():
                 self.windows_table[f"{partition}#{key}"] = state
+                window = windows.windows[key]
+                if window.reported and key not in sent:
+                    # a late outcome changed a reported window: report it again
+                    await self._send_partial(
+                        partition, key, window.metrics, window.revision, final=True
+                    )
         join = self.joins.get(partition)
         if join is not None:
             join.advance(join.watermark_ms)
@@ -748,7 +759,11 @@ class MonitorApp:
         keys[key] = end
         self.merged_watermark_ms = max(self.merged_watermark_ms, end)
         s = self.settings
-        keep_ms = int((3 * max(s.window_sizes_s) + s.allowed_lateness_s + 600) * 1000)
+        # kept while a partial may still come: late outcomes re-report windows up to
+        # outcome_lateness_s after they closed
+        keep_ms = int(
+            (3 * max(s.window_sizes_s) + s.allowed_lateness_s + s.outcome_lateness_s + 600) * 1000
+        )
         for old in [k for k, k_end in keys.items() if k_end < self.merged_watermark_ms - keep_ms]:
             del keys[old]
             self.merged_table.pop(old, None)

@@ -94,6 +94,7 @@ class OpenWindow:
     metrics: WindowMetrics
     offsets: dict[str, int] = field(default_factory=dict)
     revision: int = 0
+    reported: bool = False  # its final partial went out; it stays for late outcomes
 
     def to_state(self) -> dict[str, Any]:
         """Plain JSON-able state: one changelog value."""
@@ -101,6 +102,7 @@ class OpenWindow:
             "metrics": self.metrics.to_state(),
             "offsets": self.offsets,
             "revision": self.revision,
+            "reported": self.reported,
         }
 
     @classmethod
@@ -110,6 +112,7 @@ class OpenWindow:
             WindowMetrics.from_state(state["metrics"]),
             dict(state["offsets"]),
             int(state.get("revision", 0)),
+            bool(state.get("reported", False)),
         )
 
 
@@ -137,9 +140,14 @@ class PartitionWindows:
         allowed_lateness_s: float = 30.0,
         max_segments: int = 50,
         max_categories: int = 20,
+        outcome_lateness_s: float = 600.0,
     ) -> None:
         self.window_sizes_s = tuple(window_sizes_s)
         self.allowed_lateness_ms = int(allowed_lateness_s * 1000)
+        self.outcome_lateness_ms = int(outcome_lateness_s * 1000)
+        # outcomes come later than predictions (feedback, then a round trip through the
+        # outcomes topic): they have a watermark of their own
+        self.outcome_watermark_ms = 0
         self.max_segments = max_segments
         self.max_categories = max_categories
         self.windows: dict[str, OpenWindow] = {}
@@ -250,7 +258,7 @@ class PartitionWindows:
 
         # Lateness is judged against the watermark as it was before these records: one
         # batched record can span many seconds, and must not close windows on its own events.
-        watermark_before = self.watermark_ms
+        watermark_before = self.watermark_ms if kind == "prediction" else self.outcome_watermark_ms
         applied = 0
         smallest = self.window_sizes_s[0]
         for (model, version, segment), indices in groups.items():
@@ -271,7 +279,11 @@ class PartitionWindows:
                     )
                     if size == smallest:
                         applied += applied_here
-        self.watermark_ms = max(watermark_before, int(time_ms.max()))
+        newest = max(watermark_before, int(time_ms.max()))
+        if kind == "prediction":
+            self.watermark_ms = newest
+        else:
+            self.outcome_watermark_ms = newest
         return applied
 
     def _apply_window(
@@ -287,9 +299,17 @@ class PartitionWindows:
         key = wid.key()
         window = self.windows.get(key)
         if window is None:
-            if wid.end_ms + self.allowed_lateness_ms <= watermark_before:
-                self.late_events += len(selected)
-                return 0
+            # a window is gone for good once its kind's watermark passed its end by the
+            # allowed lateness, or (for outcomes) predictions passed it by both latenesses
+            late = wid.end_ms + self.allowed_lateness_ms <= watermark_before or (
+                kind == "outcome" and self._outcomes_closed(wid)
+            )
+        else:
+            late = window.reported and kind == "prediction"  # reported final: no more of those
+        if late:
+            self.late_events += len(selected)
+            return 0
+        if window is None:
             window = self.windows[key] = OpenWindow(
                 WindowMetrics(max_categories=self.max_categories)
             )
@@ -312,9 +332,46 @@ class PartitionWindows:
 
     # ---------------------------------------------------------------- closing
 
+    def _outcomes_closed(self, wid: WindowId) -> bool:
+        return wid.end_ms + self.allowed_lateness_ms + self.outcome_lateness_ms <= self.watermark_ms
+
     def closable(self) -> list[str]:
-        """Keys of open windows whose end plus the allowed lateness the watermark has passed."""
-        return [k for k in self.windows if self._is_closed(WindowId.parse(k))]
+        """Keys of windows to report as final: their end plus the allowed lateness is past.
+
+        A reported window stays (see :meth:`removable`): outcomes, which come
+        later than predictions, are still added to it and it is reported again.
+        """
+        return [
+            k
+            for k, window in self.windows.items()
+            if not window.reported and self._is_closed(WindowId.parse(k))
+        ]
+
+    def mark_reported(self, key: str) -> OpenWindow:
+        """Note that the window's final partial went out; returns the window."""
+        window = self.windows[key]
+        window.reported = True
+        self.dirty.add(key)
+        return window
+
+    def removable(self) -> list[str]:
+        """Keys of reported windows that can take nothing more: to forget.
+
+        When the outcomes' watermark passed their end plus the allowed lateness
+        too, or the predictions' passed it plus both latenesses (outcomes may
+        never come at all).
+        """
+        gone = []
+        for key, window in self.windows.items():
+            if not window.reported:
+                continue
+            wid = WindowId.parse(key)
+            if (
+                wid.end_ms + self.allowed_lateness_ms <= self.outcome_watermark_ms
+                or self._outcomes_closed(wid)
+            ):
+                gone.append(key)
+        return gone
 
     def take_dirty(self) -> dict[str, dict[str, Any]]:
         """The states of the windows changed since the last call (to write to the changelog)."""

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     allowed_lateness_s: float = Field(
         default=30.0, ge=0, description="How long after its end a window still takes events."
     )
+    outcome_lateness_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long after a window was reported it still takes outcomes (feedback "
+        "comes later than predictions); it is reported again when one changes it.",
+    )
     idle_close_s: float = Field(
         default=5.0,
         gt=0,

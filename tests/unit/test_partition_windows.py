@@ -186,3 +186,43 @@ def test_a_batch_with_text_features_is_counted_per_category():
     metrics = window.metrics.metrics(10)
     assert metrics["feature.locale.freq.en-GB"] == 0.5
     assert metrics["feature.locale.missing_rate"] == 0.0
+
+
+def test_outcomes_that_come_after_their_window_closed_for_predictions_still_count():
+    from datetime import UTC, datetime, timedelta
+
+    from streams.events import OutcomeEvent, PredictionEvent
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def prediction(second: int) -> dict:
+        return PredictionEvent.new(
+            {"request_id": f"r{second}", "model": "m", "model_version": "1",
+             "features": {"x": 1.0}, "prediction": {"label": "a"}, "latency_ms": 5.0},
+            time=t0 + timedelta(seconds=second),
+        ).model_dump()  # fmt: skip
+
+    def outcome(second: int) -> dict:
+        return OutcomeEvent.new(
+            {"request_id": f"r{second}", "model": "m", "model_version": "1",
+             "features": {"x": 1.0}, "predicted_label": "a", "label": "a", "correct": True,
+             "prediction_time": t0 + timedelta(seconds=second), "label_delay_ms": 500.0},
+            time=t0 + timedelta(seconds=second),
+        ).model_dump()  # fmt: skip
+
+    windows = PartitionWindows([10], allowed_lateness_s=1, outcome_lateness_s=60)
+    windows.apply_many("prediction", "p", [(0, [prediction(s) for s in range(10)])])
+    windows.apply_many("prediction", "p", [(1, [prediction(30)])])  # predictions move on
+    [first] = windows.closable()
+    windows.mark_reported(first)
+    # the outcomes of the first window come now, after it was reported: they still count
+    assert windows.apply_many("outcome", "o", [(0, [outcome(s) for s in range(10)])]) == 10
+    assert windows.windows[first].metrics.metrics(10)["accuracy"] == 1.0
+    assert windows.late_events == 0
+    assert first not in windows.removable()  # outcomes of later windows have not come yet
+    # a prediction for a reported window is late, as before
+    windows.apply_many("prediction", "p", [(2, [prediction(5)])])
+    assert windows.late_events == 1
+    # once outcomes moved past it too, it is forgotten
+    windows.apply_many("outcome", "o", [(1, [outcome(30)])])
+    assert first in windows.removable()
