@@ -1,0 +1,87 @@
+"""The full loop with real Kafka and Redis, every part a real process (issue 5).
+
+``driftloop worker``, ``driftloop retrainer``, ``driftloop rollout`` and
+``driftloop serve`` run as child processes with this test's topics and Redis
+namespace (:func:`bench.loop.run_loop`). Voice-search traffic goes to the
+router over HTTP and the users' feedback to Kafka; part-way the concept
+changes. Without anything else done by the test, the loop must go: concept
+drift alert → retrain request → challenger published → shadow → canary → ramp
+→ promoted, every step an event with its time, and the router must answer
+with the new version without being restarted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from bench.loop import LoopConfig, run_loop
+from streams.events import AlertEvent, ModelEventEvent, RetrainRequestEvent
+from streams.settings import Settings
+
+
+@pytest.mark.timeout(600)  # the whole loop: minutes, not the suite's 300 s per test
+def test_concept_drift_is_retrained_and_promoted_without_restarting_the_router(
+    topics: Settings, redis_client: tuple[redis.Redis, str], tmp_path: Path
+) -> None:
+    _client, namespace = redis_client
+    settings = topics.model_copy(update={"registry_namespace": namespace})
+    config = LoopConfig()
+    report = run_loop(settings, tmp_path, config, echo=print)
+    logs = "\n".join(
+        f"--- {name}\n{path.read_text(errors='replace')[-4000:]}"
+        for name, path in report.logs.items()
+        if path.exists()
+    )
+    print(report.table())
+    assert report.finished, f"no promotion within {config.timeout_s:g} s\n{report.table()}\n{logs}"
+
+    # every step is an event, after the onset, in this order
+    names = [step.name for step in report.steps]
+    alert = names.index("concept-drift alert")
+    request = names.index("retrain request")
+    published = names.index("published v2")
+    shadow = names.index("shadow_started v2")
+    canary = names.index("canary_started v2")
+    ramps = [i for i, name in enumerate(names) if name == "ramp_step v2"]
+    promoted = names.index("promoted v2")
+    assert alert <= request < published < shadow < canary < ramps[0], names
+    assert ramps[-1] < promoted, names
+    assert "rolled_back v2" not in names
+    times = [step.at for step in report.steps]
+    assert times == sorted(times)
+
+    # the steps carry what a person needs to follow them
+    alerts = [e for e in report.events if isinstance(e, AlertEvent)]
+    concept = next(a for a in alerts if a.data.kind == "concept_drift")
+    assert concept.data.model_version == "1" and concept.data.severity == "critical"
+    retrain = next(e for e in report.events if isinstance(e, RetrainRequestEvent))
+    assert retrain.data.model == config.model and concept.data.alert_id in retrain.data.alert_ids
+    steps = [e for e in report.model_events if e.data.version == 2]
+    shares = [
+        e.data.traffic["challenger"]
+        for e in steps
+        if e.data.action in ("canary_started", "ramp_step")
+    ]
+    assert shares == sorted(shares) and shares[-1] == 1.0, shares
+    assert all(
+        e.data.retrain_request_id == retrain.data.request_id
+        for e in steps
+        if isinstance(e, ModelEventEvent)
+    )
+
+    # the router was never restarted, and after the promotion version 2 answers
+    assert report.serve_pid_after == report.serve_pid
+    promoted_at = report.promoted_at()
+    assert promoted_at is not None
+    after = [a for a in report.answers if a.sent_at > promoted_at]
+    assert after and {a.model_version for a in after} == {"2"}
+    before_promotion = [a for a in report.answers if a.sent_at < report.onset]
+    assert {a.model_version for a in before_promotion} == {"1"}
+
+    # and the users notice: the error rate fell back after the promotion
+    rates = report.error_rates()
+    assert rates["drift until promotion"] > rates["before drift"] + 0.2, rates
+    assert rates["after promotion"] < rates["before drift"] + 0.1, rates
