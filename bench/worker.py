@@ -35,8 +35,9 @@ internal ones and the consumer group, even on failure):
    (t_count_reaches_N - t_first_non_zero)``, so start-up and the consumer-group
    join are excluded. The same agent feeds the feedback join from the same
    decode (it keeps every prediction for the join), so this is the rate of the
-   whole worker: the **sustained** rate, which the verdict and the ratio use. The backlog phase stops early (the rate so far
-   is reported) when it would overrun ``--budget`` seconds for the whole run.
+   whole worker: the **sustained** rate, which the verdict and the ratio use.
+   The backlog phase stops early (the rate so far is reported) when it would
+   overrun ``--budget`` seconds for the whole run.
 4. **Live lag.** After the backlog, ``--live-rate`` events/s (default 20 000,
    40 % of the bar) for ``--live-s`` seconds (default 10), in records of 200,
    with event time = the wall clock at sending. Every ``--sample-ms`` the
