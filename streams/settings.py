@@ -173,6 +173,16 @@ class Settings(BaseSettings):
         description="False-alarm budget: at most one false drift alert per this many events "
         "per model, split across its features and segments.",
     )
+    drift_numeric_detector: str = Field(
+        default="cusum",
+        description="Per-event detector of numeric features and the score, by name: cusum "
+        "(calibrated, vectorised), adwin, page_hinkley or kswin (river's, slower).",
+    )
+    drift_concept_detector: str = Field(
+        default="bernoulli_cusum",
+        description="Detector of the error bits and feedback proxies, by name: "
+        "bernoulli_cusum (calibrated), adwin, ddm, eddm or hddm_w (river's).",
+    )
     drift_reference_first_n: int = Field(
         default=5000,
         ge=100,
