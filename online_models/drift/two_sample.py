@@ -107,7 +107,15 @@ class ComparisonResult:
 # --------------------------------------------------------------------------- statistics
 
 
+def _at_reference_precision(window: Window) -> np.ndarray:
+    # the reference keeps its sample as float32-exact values: a window value float32
+    # cannot hold (0.8923333333333333) must be compared as the reference saw it, or a
+    # constant signal would differ from its own reference
+    return np.asarray(window, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
 def _ks(reference: NumericReference, window: Window) -> tuple[float, float | None]:
+    window = _at_reference_precision(window)
     sample = reference.sample
     size, sample_size = window.size, sample.size
     statistic = _ks_from_ranks(
@@ -148,6 +156,7 @@ def _psi_from_counts(window_counts: np.ndarray, reference_counts: np.ndarray) ->
 
 
 def _psi(reference: NumericReference, window: Window) -> tuple[float, float | None]:
+    window = _at_reference_precision(window)
     window_counts = np.bincount(reference.bin_of(window), minlength=reference.bin_edges.size + 1)
     return float(_psi_from_counts(window_counts, reference.bin_counts)), None
 
