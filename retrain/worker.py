@@ -1,7 +1,7 @@
 """The retrain worker: a retrain request in, a challenger (or a reasoned refusal) out.
 
 :class:`RetrainJob` serves one :class:`~streams.events.RetrainRequestData` in
-four timed stages:
+five timed stages:
 
 ``fetch``
     the labelled outcomes of the window (a ``fetch`` callable; in production
@@ -16,7 +16,14 @@ four timed stages:
 ``publish``
     the candidate into the registry with its lineage and evaluation, aliased
     ``challenger`` only when it passed, then a model event ``published`` or
-    ``rejected``.
+    ``rejected``;
+``reference``
+    the distribution of the training rows (features only, the holdout left
+    out) stored as the new version's drift reference, a
+    :class:`~online_models.drift.ReferenceProfile` of source ``"training"``
+    in :class:`~streams.references.ReferenceStore`, where the stream worker's
+    detectors read it when they first see the version and when it is promoted.
+    A reference a user set explicitly for that version is never replaced.
 
 Every decision is a ``driftloop.model-event.v1`` (``retrain_started``,
 ``published``, ``rejected``, ``retrain_abandoned`` with the reason,
@@ -26,7 +33,8 @@ redone request repeats ids instead of inventing new ones.
 Requests already handled are remembered in Redis (:class:`HandledRequests`):
 a duplicate is a no-op. A request whose worker died before it was remembered
 is served again on redelivery: if a complete version of it is in the registry
-the job finishes that one (sets the alias, sends the event); an unfinished
+the job finishes that one (sets the alias, stores its reference from the
+window read again if it was not stored, sends the event); an unfinished
 publication stays incomplete and invisible and a new version is trained
 (versions only grow).
 
@@ -50,6 +58,7 @@ from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
+from online_models.drift import ReferenceProfile, ReferenceProfileError
 from online_models.models import (
     Comparison,
     ComparisonBar,
@@ -73,6 +82,7 @@ from online_models.registry import (
     VersionMetadata,
 )
 from retrain.training_data import (
+    OutcomeRow,
     RetrainError,
     TrainingDataError,
     TrainingSet,
@@ -81,6 +91,7 @@ from retrain.training_data import (
 )
 from streams.codec import decode_record
 from streams.events import ModelEventData, ModelEventEvent, RetrainRequestData, RetrainRequestEvent
+from streams.references import ReferenceStore
 from streams.settings import Settings
 
 __all__ = [
@@ -91,6 +102,7 @@ __all__ = [
     "RetrainResult",
     "RetrainWorker",
     "StageTiming",
+    "training_reference",
     "version_metrics",
 ]
 
@@ -205,7 +217,13 @@ class HandledRequests:
 
     def __init__(self, client: Any, namespace: str = "driftloop:") -> None:
         self._client = client
+        self.namespace = namespace
         self.key = f"{namespace}retrainer:handled"
+
+    @property
+    def client(self) -> Any:
+        """The Redis client (the registry's: drift references are stored next to it)."""
+        return self._client
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         """What was decided for ``request_id``, or ``None`` if it was never finished."""
@@ -249,6 +267,31 @@ def version_metrics(comparison: Comparison) -> dict[str, float]:
     return metrics
 
 
+def training_reference(model: str, version: int, rows: Sequence[OutcomeRow]) -> ReferenceProfile:
+    """The drift reference of ``version`` of ``model``: the features of the rows it learned from.
+
+    Every feature becomes a signal (numeric or categorical, by its values);
+    labels, segments and times are not features and are left out.
+
+    Raises
+    ------
+    ReferenceProfileError
+        When no feature of the rows holds a usable value.
+
+    Examples
+    --------
+    >>> from online_models.models.datasets import tabular_rows
+    >>> t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    >>> rows = [OutcomeRow(r.features, r.label, r.segment, t0) for r in tabular_rows(800, seed=3)]
+    >>> profile = training_reference("churn", 4, rows)
+    >>> profile.model_version, profile.source, profile.rows, profile.signals
+    ('4', 'training', 800, ['monthly_spend', 'plan', 'region', 'support_calls', 'tenure_months'])
+    """
+    return ReferenceProfile.from_rows(
+        [row.features for row in rows], model=model, model_version=str(version), source="training"
+    )
+
+
 def _ignore_step(_step: str) -> None:
     return None
 
@@ -269,6 +312,11 @@ class RetrainJob:
         Sends one model event and returns once the broker has it.
     handled
         The memory of requests already served.
+    references
+        Where each registered version's training reference is stored; by
+        default a :class:`~streams.references.ReferenceStore` on the Redis and
+        namespace of ``handled`` (the registry's, where the stream worker
+        looks for references).
     config
         Minimum examples, holdout share, bar, pipelines.
     on_step
@@ -299,6 +347,8 @@ class RetrainJob:
     >>> result = job.handle(request)
     >>> result.action, result.version, [e.data.action for e in sent]
     ('published', 1, ['retrain_started', 'published'])
+    >>> job.references.get("churn", "1").rows  # the 80 % it trained on, its drift reference
+    1200
     >>> job.handle(request).action  # the same request again is a no-op
     'duplicate'
     """
@@ -311,6 +361,7 @@ class RetrainJob:
         handled: HandledRequests,
         config: RetrainConfig | None = None,
         *,
+        references: ReferenceStore | None = None,
         on_step: Callable[[str], None] | None = None,
         echo: Callable[[str], None] = print,
     ) -> None:
@@ -318,6 +369,11 @@ class RetrainJob:
         self.fetch = fetch
         self.emit = emit
         self.handled = handled
+        self.references = (
+            references
+            if references is not None
+            else ReferenceStore(handled.client, handled.namespace)
+        )
         self.config = config or RetrainConfig()
         self.on_step = on_step or _ignore_step
         self.echo = echo
@@ -397,6 +453,8 @@ class RetrainJob:
                 f"version {info.version} "
                 + ("as challenger" if verdict.passed else "kept as candidate (rejected)")
             )
+        with self._stage("reference", timings) as notes:
+            notes.append(self._store_reference(request.model, info.version, train_rows))
         return self._announce(request, info, verdict, timings, resumed=False)
 
     @staticmethod
@@ -489,6 +547,8 @@ class RetrainJob:
         if not done:
             return None
         info = done[-1]
+        if self.references.get_raw(request.model, str(info.version)) is None:
+            self.echo(f"  reference: {self._restore_reference(request, info.version)}")
         if info.tags.get("verdict") == "passed":
             challenger = self.registry.get_alias(request.model, CHALLENGER)
             champion = self.registry.get_alias(request.model, CHAMPION)
@@ -502,6 +562,31 @@ class RetrainJob:
             "before the worker stopped; finishing it"
         )
         return self._announce(request, info, None, (), resumed=True)
+
+    def _store_reference(self, model: str, version: int, rows: Sequence[OutcomeRow]) -> str:
+        """Store the training reference of a version just registered; say what was done."""
+        existing = self.references.get(model, str(version))
+        if existing is not None and existing.source == "explicit":
+            return f"kept the explicit reference of version {version}"
+        try:
+            profile = training_reference(model, version, rows)
+        except ReferenceProfileError as exc:
+            # the version stays usable: its detectors fall back to its first events
+            return f"no training reference for version {version}: {exc}"
+        self.references.put(profile)
+        return (
+            f"{profile.rows} training rows, {len(profile.signals)} features "
+            f"as the drift reference of version {version}"
+        )
+
+    def _restore_reference(self, request: RetrainRequestData, version: int) -> str:
+        """Rebuild the reference of a version whose worker died before storing it."""
+        try:
+            training_set = self.fetch(request)
+        except WindowError as exc:
+            return f"no training reference for version {version}: window not readable ({exc})"
+        train_rows, _ = holdout_split(training_set.rows, self.config.holdout_fraction)
+        return self._store_reference(request.model, version, train_rows)
 
     def _source_version(self, model: str) -> int | None:
         """The version a retrain starts from: the champion, else the latest, else none."""

@@ -33,6 +33,7 @@ from producers.publisher import Publisher
 from retrain.cli import CRASH_ENV, retrainer
 from streams.events import ModelEventEvent
 from streams.reader import EventReader
+from streams.references import ReferenceStore
 from streams.settings import Settings
 from streams.testing import worker_environment
 
@@ -111,8 +112,9 @@ def run_cli(env: dict[str, str], *args: str):
     return CliRunner().invoke(app, list(args), env=env)
 
 
-def test_requests_become_a_challenger_a_no_op_and_a_clear_refusal(setup):
+def test_requests_become_a_challenger_a_no_op_and_a_clear_refusal(setup, redis_client):
     settings, registry, env = setup
+    client, namespace = redis_client
     publish_outcomes(settings, 2_500, unlabelled=200, other=100)
     publish_request(settings, "rr-1")
     publish_request(settings, "rr-1")  # the same request twice: the second is a no-op
@@ -120,7 +122,7 @@ def test_requests_become_a_challenger_a_no_op_and_a_clear_refusal(setup):
 
     result = run_cli(env, "--once")
     assert result.exit_code == 0, result.output
-    for stage in ("fetch", "train", "evaluate", "publish"):
+    for stage in ("fetch", "train", "evaluate", "publish", "reference"):
         assert f"  {stage} " in result.output  # one line per stage, with its duration
     assert "2500 labelled outcomes of churn (200 unlabelled, 100 of other models)" in result.output
 
@@ -147,6 +149,12 @@ def test_requests_become_a_challenger_a_no_op_and_a_clear_refusal(setup):
     assert sum(span.end - span.start for span in window.offsets) == len(records)
     assert info.metadata.trigger.alert_ids == ["al-1"]
     assert info.metadata.metrics["holdout_rows"] == 500
+    # the challenger's training distribution is its drift reference, where the worker reads it
+    reference = ReferenceStore(client, namespace).get(MODEL, "2")
+    assert reference is not None, "the retrainer stored no drift reference for version 2"
+    assert (reference.source, reference.rows) == ("training", 2_000)
+    assert reference.signals == sorted(tabular_rows(1, seed=22, drift=1.0)[0].features)
+    assert ReferenceStore(client, namespace).get(MODEL, "1") is None
 
     # a restarted worker finds nothing left to do, and a re-sent request stays a no-op
     publish_request(settings, "rr-1")
@@ -211,6 +219,8 @@ def test_a_worker_killed_while_publishing_is_finished_by_the_next(setup, redis_c
     assert published[0].data.details["resumed"] is resumed
     assert registry.aliases(MODEL) == {"champion": 1, "challenger": version}
     assert registry.load(MODEL, "challenger").artifact.learned == 1_200
+    reference = ReferenceStore(client, namespace).get(MODEL, str(version))
+    assert (reference.source, reference.rows) == ("training", 1_200)
     if not resumed:  # the half-publication stays invisible
         assert registry.incomplete_versions(MODEL) == [2]
         with pytest.raises(IncompleteVersionError):

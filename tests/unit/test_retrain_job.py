@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from online_models.drift import ReferenceProfile
 from online_models.models import ComparisonBar, train
 from online_models.models.datasets import tabular_rows
 from online_models.registry import (
@@ -30,6 +31,7 @@ from retrain.worker import (
     RetrainJob,
 )
 from streams.events import ModelEventEvent, OffsetRange, OutcomeEvent, RetrainRequestData
+from streams.references import ReferenceStore
 
 SECRET = b"unit-test secret, 32 bytes long."
 MODEL = "churn"
@@ -94,6 +96,10 @@ class Harness:
     def actions(self) -> list[str]:
         return [e.data.action for e in self.events]
 
+    def reference(self, version: int) -> ReferenceProfile | None:
+        """The drift reference stored for ``version``, where the stream worker reads it."""
+        return ReferenceStore(self.redis, "t:").get(MODEL, str(version))
+
 
 @pytest.fixture(scope="module")
 def old_champion():
@@ -126,7 +132,8 @@ def test_a_better_candidate_becomes_challenger_with_its_lineage(old_champion, dr
     assert harness.registry.aliases(MODEL) == {"champion": 1, "challenger": 2}
     assert harness.actions() == ["retrain_started", "published"]
     assert [e.id for e in harness.events] == ["rr-1:retrain_started", "rr-1:published"]
-    assert [t.stage for t in result.timings] == ["fetch", "train", "evaluate", "publish"]
+    stages = ["fetch", "train", "evaluate", "publish", "reference"]
+    assert [t.stage for t in result.timings] == stages
     assert all(t.seconds > 0 for t in result.timings)
 
     info = harness.registry.get_version(MODEL, 2)
@@ -148,16 +155,71 @@ def test_a_better_candidate_becomes_challenger_with_its_lineage(old_champion, dr
     assert published.version == 2 and published.retrain_request_id == "rr-1"
     assert published.details["accuracy_delta"] == pytest.approx(gain)
     assert published.details["better_segments"]  # names the regions it wins on
-    assert {"fetch_s", "train_s", "evaluate_s", "publish_s"} <= set(published.details)
+    assert {f"{stage}_s" for stage in stages} <= set(published.details)
     # the published artifact is the candidate: it loads and answers
     loaded, _ = harness.registry.load(MODEL, "challenger")
     assert loaded.predict_one(drifted.rows[0].features).label in ("churn", "stay")
     stage_lines = [
         line
         for line in harness.lines
-        if re.match(r"^\s*(fetch|train|evaluate|publish) +\d+\.\d\d s", line)
+        if re.match(r"^\s*(fetch|train|evaluate|publish|reference) +\d+\.\d\d s", line)
     ]
-    assert len(stage_lines) == 4, harness.lines
+    assert len(stage_lines) == 5, harness.lines
+
+
+def test_the_training_rows_become_the_versions_drift_reference(old_champion, drifted):
+    harness = with_champion(Harness(drifted), old_champion)
+    result = harness.job().handle(request())
+
+    profile = harness.reference(result.version)
+    assert profile is not None, "no drift reference stored for the published version"
+    assert (profile.model, profile.model_version, profile.source) == (MODEL, "2", "training")
+    assert (
+        profile.rows
+        == 2_000
+        == harness.registry.get_version(MODEL, 2).metadata.metrics["training_rows"]
+    )
+    assert profile.signals == sorted(drifted.rows[0].features)
+    # exactly the rows it learned from: the most recent 20 % (the holdout) is not in it
+    learned = [row.features for row in drifted.rows[:2_000]]
+    assert profile == ReferenceProfile.from_rows(learned, model=MODEL, model_version="2")
+    assert profile != ReferenceProfile.from_rows(
+        [row.features for row in drifted.rows], model=MODEL, model_version="2"
+    )
+    assert harness.reference(1) is None  # the champion's own reference is not invented
+    assert "2000 training rows, 5 features as the drift reference of version 2" in "\n".join(
+        harness.lines
+    )
+
+
+def test_a_rejected_candidate_gets_its_reference_too(old_champion, drifted):
+    harness = with_champion(Harness(drifted, bar=ComparisonBar(min_improvement=0.5)), old_champion)
+    result = harness.job().handle(request())
+    assert result.action == "rejected"
+    assert harness.reference(result.version).source == "training"  # it may be promoted by hand
+
+
+def test_an_explicit_reference_of_the_version_is_kept(old_champion, drifted):
+    harness = with_champion(Harness(drifted), old_champion)
+    explicit = ReferenceProfile.from_rows(
+        [{"tenure_months": float(i % 40)} for i in range(300)],
+        model=MODEL,
+        model_version="2",
+        source="explicit",
+    )
+    ReferenceStore(harness.redis, "t:").put(explicit)
+    harness.job().handle(request())
+    assert harness.reference(2) == explicit
+    assert any("kept the explicit reference of version 2" in line for line in harness.lines)
+
+
+def test_rows_without_a_usable_feature_publish_without_a_reference(old_champion):
+    rows = tuple(row._replace(features={"x": None}) for row in rows_at(tabular_rows(1_500, seed=5)))
+    harness = with_champion(Harness(TrainingSet(MODEL, rows, SPANS)), old_champion)
+    harness.job().handle(request())
+    assert harness.registry.get_version(MODEL, 2).tags["verdict"] in ("passed", "rejected")
+    assert harness.reference(2) is None
+    assert any("no training reference for version 2" in line for line in harness.lines)
 
 
 def test_a_candidate_below_the_bar_is_kept_but_not_challenger(old_champion, drifted):
@@ -254,6 +316,9 @@ def test_a_version_published_before_a_crash_is_finished_not_redone(old_champion,
     assert harness.registry.aliases(MODEL) == {"champion": 1, "challenger": 2}
     assert harness.events[-1].id == "rr-1:published"
     assert harness.events[-1].data.details["resumed"] is True
+    # a worker killed before it stored the reference: the next one stores it from the window
+    profile = harness.reference(2)
+    assert (profile.source, profile.rows) == ("training", 2_000)
 
 
 @pytest.mark.parametrize("step", ["after_version", "after_blob", "before_pointer"])
