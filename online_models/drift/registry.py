@@ -86,6 +86,7 @@ def register_detector(spec: DetectorSpec, *, replace: bool = False) -> None:
     ...     "ADWIN checking after every value"))
     >>> make_detector("adwin_fast", delta=0.01)
     RiverDetector(ADWIN (...clock=1...))
+    >>> _ = _REGISTRY.pop("adwin_fast")  # an example must not leave a detector behind
     """
     if not replace and spec.name in _REGISTRY:
         raise DriftError(
