@@ -7,12 +7,12 @@ reads them:
 
 - with explicit ``offsets`` for the outcomes topic in the window, exactly
   those ranges (the offsets are the truth; nothing is filtered by time);
-- otherwise from ``offsets_for_times(window.start)`` to
-  ``offsets_for_times(window.end + lateness)`` (or the end of the partition).
-  A record's timestamp is when it was produced, never before the event time
-  of the outcomes in it, so the start is a safe lower bound; outcomes are
-  produced a little after their event time, hence the lateness at the end.
-  The events read are then kept when their event time is in
+- otherwise from ``offsets_for_times(window.start)`` to the end of the
+  partition. A record's timestamp is when it was produced, never before the
+  event time of the outcomes in it, so the start is a safe lower bound; there
+  is no such upper bound (a worker catching up, or a replay of last month's
+  traffic, produces outcomes long after their event time), so everything
+  after it is read and the events are kept when their event time is in
   ``[start, end)``.
 
 Only outcomes of the requested model that carry a label are rows
@@ -285,17 +285,12 @@ class OutcomeReader:
                 ranges[tp] = (span.start, span.end)
             return ranges
         starts = consumer.offsets_for_times({tp: _millis(window.start) for tp in partitions})
-        ends = consumer.offsets_for_times(
-            {tp: _millis(window.end + self.lateness) for tp in partitions}
-        )
         ranges = {}
         for tp in partitions:
             start = starts.get(tp)
-            end = ends.get(tp)
-            # no record at or after the time: the range starts / ends at the partition's end
+            # no record at or after the time: the range starts at the partition's end
             begin = max(first[tp], start.offset if start is not None else last[tp])
-            stop = end.offset if end is not None else last[tp]
-            ranges[tp] = (begin, max(begin, stop))
+            ranges[tp] = (begin, max(begin, last[tp]))
         return ranges
 
     def read(self, model: str, window: DataWindow) -> TrainingSet:
