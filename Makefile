@@ -79,7 +79,7 @@ test: install ## run the whole test suite against a real Kafka and Redis
 demo: install ## run the end-to-end job (KEEP=1 leaves the services running)
 	@started=$$(mktemp); \
 	$(DL) infra up --started-file "$$started" || { $(DL) infra down --started-file "$$started"; rm -f "$$started"; exit 1; }; \
-	rc=0; $(DL) demo || rc=$$?; \
+	rc=0; $(DL) demo --story loop $(if $(KEEP),--keep) || rc=$$?; \
 	if [ -z "$(KEEP)" ]; then $(DL) infra down --started-file "$$started"; \
 	else echo "KEEP=1: services left running; stop them with 'make down'"; fi; \
 	rm -f "$$started"; exit $$rc

@@ -50,7 +50,7 @@ from pathlib import Path
 import redis
 from pydantic import SecretStr
 
-from online_models.models import train
+from online_models.models import OnlineClassifier, train
 from online_models.registry import ModelRegistry, VersionMetadata
 from producers.publisher import Publisher
 from producers.traffic import DATASETS, Answer, RowStream, TrafficDriver, error_rate
@@ -352,15 +352,19 @@ def loop_settings(base: Settings, workdir: Path, config: LoopConfig) -> Settings
     )
 
 
-def register_champion(settings: Settings, config: LoopConfig) -> int:
-    """Train version 1 on the original concept and make it the champion; its version."""
-    rows = DATASETS[config.dataset](config.champion_rows, seed=config.seed + 10_000)
+def register_champion(
+    settings: Settings, config: LoopConfig, model: OnlineClassifier | None = None
+) -> int:
+    """Register version 1 as the champion (``model``, or one trained on the original concept)."""
+    if model is None:
+        rows = DATASETS[config.dataset](config.champion_rows, seed=config.seed + 10_000)
+        model = train(config.dataset, rows)
     client = redis.Redis.from_url(settings.redis_url)
     try:
         registry = ModelRegistry(client, SECRET, settings.registry_namespace)
         info = registry.register_version(
             config.model,
-            train(config.dataset, rows),
+            model,
             VersionMetadata(description="trained on the original concept"),
             alias="champion",
             tags={"pipeline": config.dataset},
@@ -377,6 +381,8 @@ def run_loop(
     *,
     echo: Callable[[str], None] = print,
     until: Callable[[list[CloudEvent]], bool] | None = None,
+    champion: OnlineClassifier | None = None,
+    rows: RowStream | None = None,
 ) -> LoopReport:
     """Run the whole loop once and report what happened (see the module docstring).
 
@@ -384,11 +390,14 @@ def run_loop(
     topics are created here). Stops ``after_promotion_s`` after a ``promoted``
     model event of a version newer than the first champion, or when
     ``until(events)`` says so, or ``timeout_s`` after the drift onset.
+    ``champion`` is registered as version 1 instead of one trained on
+    ``config.dataset``; ``rows`` replaces the dataset's :class:`RowStream` (its
+    ``drift`` is set to 1.0 at the onset).
     """
     config = config or LoopConfig()
     settings = loop_settings(base, workdir, config)
     create_topics(settings)
-    first = register_champion(settings, config)
+    first = register_champion(settings, config, champion)
     echo(f"champion v{first} of {config.model} registered; starting the parts")
     logs = {name: workdir / f"{name}.log" for name in ("worker", "serve", "retrainer", "rollout")}
     port = _free_port()
@@ -449,7 +458,8 @@ def run_loop(
         collector = _Collector(settings)
         stack.callback(collector.close)
         publisher = stack.enter_context(Publisher(settings, source="urn:driftloop:traffic"))
-        rows = RowStream(config.dataset, seed=config.seed)
+        if rows is None:
+            rows = RowStream(config.dataset, seed=config.seed)
         driver = stack.enter_context(
             TrafficDriver(url, config.model, rows, publisher, run_id=f"loop-{uuid.uuid4().hex[:6]}")
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -69,8 +70,44 @@ def _root(
 
 @app.command()
 def demo(
+    story: Annotated[
+        str,
+        typer.Option(
+            help="Which story: 'loop' (the voice-search loop: drift, alert, retrain, rollout) "
+            "or 'smoke' (publish, read back, and the worker's window metrics)."
+        ),
+    ] = "smoke",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="Loop story: the voice-search drift (sudden-mic, sudden-vocab, or gradual "
+            "with its ramp shortened to --ramp-s)."
+        ),
+    ] = "sudden-mic",
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Loop story: keep the topics and registry keys, and leave a dashboard running.",
+        ),
+    ] = False,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Loop story: also write the summary as JSON to this file."),
+    ] = None,
+    timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--timeout-s",
+            min=10,
+            help="Loop story: seconds from the drift onset the promotion must come within.",
+        ),
+    ] = 240.0,
+    ramp_s: Annotated[
+        float, typer.Option(min=1, help="Loop story: length of a gradual scenario's ramp.")
+    ] = 60.0,
     requests: Annotated[
-        int, typer.Option(min=1, help="How many voice-search requests to simulate.")
+        int, typer.Option(min=1, help="Smoke story: how many voice-search requests to simulate.")
     ] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 0,
     prefix: Annotated[
@@ -81,22 +118,30 @@ def demo(
         ),
     ] = "driftloop-demo.",
 ) -> None:
-    """Run the end-to-end demo against the running Kafka (`make demo` starts it first).
+    """Run the end-to-end demo against the running Kafka and Redis (`make demo` starts them).
 
-    Today: create the topics, publish simulated voice-search predictions and
-    feedback, read them back and check that every event arrived, valid, once;
-    then start a worker, send a minute of traffic, and show the window metrics
-    it computes (counts checked against what was sent).
+    --story loop: a voice_intent champion trained on clean voice searches serves
+    through `driftloop serve`; worker, retrainer and rollout run as processes;
+    the microphones get quieter (or the vocabulary changes) and the story is
+    told live, window by window, alert, retrain, shadow, canary, ramp,
+    promotion; the summary is read back from the topics and the registry.
+    Exits 1 when the loop does not close within --timeout-s.
+
+    --story smoke: create the topics, publish simulated voice-search predictions
+    and feedback, read them back and check every event arrived, valid, once; then
+    start a worker, send a minute of traffic, and show its window metrics.
     """
     import uuid
 
-    from driftloop.demo import run_monitor, run_smoke
     from producers.exceptions import ProducersError
     from streams.admin import delete_prefixed_topics
     from streams.exceptions import StreamsError
     from streams.settings import Settings
 
     console = Console()
+    if story not in ("loop", "smoke"):
+        console.print(f"[red]error:[/] unknown story {story!r}; valid stories: loop, smoke")
+        raise typer.Exit(2)
     try:
         configured = Settings().topic_prefix
         if configured.startswith(prefix):
@@ -110,7 +155,24 @@ def demo(
             console.print(f"removed {len(wiped)} topics of earlier demo runs ({prefix}*)")
         # a new name every run: Kafka deletes topics in the background, and a topic made
         # again under the same name at once can be refused
-        settings = Settings(topic_prefix=f"{prefix}{uuid.uuid4().hex[:6]}.")
+        run = uuid.uuid4().hex[:6]
+        settings = Settings(topic_prefix=f"{prefix}{run}.")
+        if story == "loop":
+            from driftloop.voice_demo import run_story_command
+
+            code = run_story_command(
+                settings.model_copy(update={"registry_namespace": f"{prefix.rstrip('.')}:{run}:"}),
+                scenario=scenario,
+                keep=keep,
+                json_path=json_path,
+                timeout_s=timeout_s,
+                ramp_s=ramp_s,
+                seed=seed,
+                console=console,
+            )
+            raise typer.Exit(code)
+        from driftloop.demo import run_monitor, run_smoke
+
         smoke = run_smoke(settings, requests=requests, seed=seed, console=console)
         monitor = run_monitor(settings, seed=seed, console=console)
     except (StreamsError, ProducersError) as exc:
