@@ -29,7 +29,15 @@ from producers.backtest import (
     parse_event_time,
 )
 from producers.exceptions import ProducersError
-from producers.replay import ColumnMapping, Replay, ReplayError, ReplayItem, ReplayStats
+from producers.replay import Replay, ReplayError, ReplayItem, ReplayStats
+from producers.replay_cli import (
+    FeedbackTimeColOption,
+    ModelOption,
+    ModelVersionOption,
+    RequestIdColOption,
+    TimeColOption,
+    column_mapping,
+)
 from streams.alerting.rules import parse_duration
 from streams.cli import BootstrapOption, settings_with
 from streams.exceptions import StreamsError
@@ -144,32 +152,11 @@ def backtest(
             show_default=False,
         ),
     ] = None,
-    time_col: Annotated[
-        str | None,
-        typer.Option(help="Column of the prediction time (default: 'time').", show_default=False),
-    ] = None,
-    request_id_col: Annotated[
-        str | None,
-        typer.Option(help="Column of the request id (default: 'request_id').", show_default=False),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model name of every row (else the 'model' column).", show_default=False),
-    ] = None,
-    model_version: Annotated[
-        str | None,
-        typer.Option(
-            help="Model version of every row (else the 'model_version' column).",
-            show_default=False,
-        ),
-    ] = None,
-    feedback_time_col: Annotated[
-        str | None,
-        typer.Option(
-            help="Column of the feedback time (default: 'feedback_time' if present).",
-            show_default=False,
-        ),
-    ] = None,
+    time_col: TimeColOption = None,
+    request_id_col: RequestIdColOption = None,
+    model: ModelOption = None,
+    model_version: ModelVersionOption = None,
+    feedback_time_col: FeedbackTimeColOption = None,
     feedback_delay: Annotated[
         float,
         typer.Option(
@@ -231,9 +218,11 @@ def backtest(
     try:
         points = [DriftPoint.parse(text) for text in drift_at or []]
         horizon_s = parse_duration(horizon)
-        mapping = ColumnMapping.from_file(mapping_file) if mapping_file else ColumnMapping()
-        mapping = mapping.with_overrides(
-            time=time_col, request_id=request_id_col, feedback_time=feedback_time_col
+        mapping = column_mapping(
+            mapping_file,
+            time_col=time_col,
+            request_id_col=request_id_col,
+            feedback_time_col=feedback_time_col,
         )
         source = Replay(
             file,

@@ -56,6 +56,49 @@ class ReplayInputFormat(StrEnum):
     parquet = "parquet"
 
 
+# Column-mapping options, shared with `driftloop backtest` (which maps columns the same way).
+TimeColOption = Annotated[
+    str | None,
+    typer.Option(help="Column of the prediction time (default: 'time').", show_default=False),
+]
+RequestIdColOption = Annotated[
+    str | None,
+    typer.Option(help="Column of the request id (default: 'request_id').", show_default=False),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Model name of every row (else the 'model' column).", show_default=False),
+]
+ModelVersionOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Model version of every row (else the 'model_version' column).",
+        show_default=False,
+    ),
+]
+FeedbackTimeColOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Column of the feedback time (default: 'feedback_time' if present).",
+        show_default=False,
+    ),
+]
+
+
+def column_mapping(
+    mapping_file: Path | None,
+    *,
+    time_col: str | None,
+    request_id_col: str | None,
+    feedback_time_col: str | None,
+) -> ColumnMapping:
+    """The mapping of a mapping file (or the defaults) with the column options on top."""
+    mapping = ColumnMapping.from_file(mapping_file) if mapping_file else ColumnMapping()
+    return mapping.with_overrides(
+        time=time_col, request_id=request_id_col, feedback_time=feedback_time_col
+    )
+
+
 def _parse_time(text: str | None, option: str) -> datetime | None:
     if text is None:
         return None
@@ -89,32 +132,11 @@ def replay(
             show_default=False,
         ),
     ] = None,
-    time_col: Annotated[
-        str | None,
-        typer.Option(help="Column of the prediction time (default: 'time').", show_default=False),
-    ] = None,
-    request_id_col: Annotated[
-        str | None,
-        typer.Option(help="Column of the request id (default: 'request_id').", show_default=False),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model name of every row (else the 'model' column).", show_default=False),
-    ] = None,
-    model_version: Annotated[
-        str | None,
-        typer.Option(
-            help="Model version of every row (else the 'model_version' column).",
-            show_default=False,
-        ),
-    ] = None,
-    feedback_time_col: Annotated[
-        str | None,
-        typer.Option(
-            help="Column of the feedback time (default: 'feedback_time' if present).",
-            show_default=False,
-        ),
-    ] = None,
+    time_col: TimeColOption = None,
+    request_id_col: RequestIdColOption = None,
+    model: ModelOption = None,
+    model_version: ModelVersionOption = None,
+    feedback_time_col: FeedbackTimeColOption = None,
     feedback_delay: Annotated[
         float,
         typer.Option(
@@ -223,9 +245,11 @@ def replay(
     try:
         pacing = parse_speed(speed)
         start, end = _parse_time(time_from, "--from"), _parse_time(time_to, "--to")
-        mapping = ColumnMapping.from_file(mapping_file) if mapping_file else ColumnMapping()
-        mapping = mapping.with_overrides(
-            time=time_col, request_id=request_id_col, feedback_time=feedback_time_col
+        mapping = column_mapping(
+            mapping_file,
+            time_col=time_col,
+            request_id_col=request_id_col,
+            feedback_time_col=feedback_time_col,
         )
         source = Replay(
             file,
