@@ -430,7 +430,6 @@ def run_loop(
                     "retrainer",
                     "--min-examples", str(config.min_examples),
                     "--min-eval-examples", str(config.min_eval_examples),
-                    "--lateness", "10",
                 ],
                 settings,
                 logs["retrainer"],

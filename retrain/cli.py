@@ -172,12 +172,6 @@ def retrainer(
     default_pipeline: Annotated[
         str, typer.Option(help="Pipeline of a model with no version and no --pipeline.")
     ] = "tabular",
-    lateness: Annotated[
-        float,
-        typer.Option(
-            min=0.0, help="Seconds after a window's end that its outcomes may still be produced."
-        ),
-    ] = 60.0,
 ) -> None:
     """Run the retrain worker: requests in, challengers (or reasons why not) out."""
     settings = settings_with(bootstrap_servers, prefix)
@@ -210,7 +204,7 @@ def retrainer(
 
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     namespace = settings.registry_namespace
-    reader = OutcomeReader(settings, lateness_s=lateness)
+    reader = OutcomeReader(settings)
     try:
         with (
             Publisher(settings, source="urn:driftloop:retrainer") as publisher,

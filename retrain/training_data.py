@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
@@ -139,7 +139,7 @@ def select_rows(
 
     Examples
     --------
-    >>> from datetime import UTC
+    >>> from datetime import UTC, timedelta
     >>> t0 = datetime(2026, 3, 1, tzinfo=UTC)
     >>> def outcome(i, label, model="m"):
     ...     return OutcomeEvent.new({
@@ -207,9 +207,6 @@ class OutcomeReader:
     ----------
     settings
         Broker address and topic prefix.
-    lateness_s
-        How long after the end of the window an outcome of it may still have
-        been produced (the join emits an outcome when the feedback arrives).
     stall_timeout_s
         Give up when the broker sends nothing for this long while records of
         the range are still missing.
@@ -223,12 +220,9 @@ class OutcomeReader:
         print(training_set.describe())
     """
 
-    def __init__(
-        self, settings: Settings, *, lateness_s: float = 60.0, stall_timeout_s: float = 30.0
-    ) -> None:
+    def __init__(self, settings: Settings, *, stall_timeout_s: float = 30.0) -> None:
         self.settings = settings
         self.topic = settings.topic("outcomes")
-        self.lateness = timedelta(seconds=lateness_s)
         self.stall_timeout_s = stall_timeout_s
 
     def _consumer(self) -> KafkaConsumer:
