@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
@@ -819,7 +819,12 @@ class RetrainWorker:
                         if stop.is_set():
                             break  # not committed: served again after a restart
                         results += self._serve(record.value, tp, record.offset)
-                        consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                        try:
+                            consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                        except (CommitFailedError, RebalanceInProgressError) as exc:
+                            # the group is rebalancing: the request is done and remembered in
+                            # Redis, so if it is delivered again it is a no-op
+                            self.echo(f"offset not committed ({type(exc).__name__}): carrying on")
                 if not consumer.assignment():
                     continue  # still joining the group
                 if batches or idle_since is None:
