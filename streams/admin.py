@@ -14,9 +14,11 @@ from streams.topics import TOPICS, TopicSpec, get_topic
 
 __all__ = [
     "BrokerUnavailableError",
+    "InternalTopic",
     "TopicState",
     "TopicsReport",
     "connect_admin",
+    "create_internal_topics",
     "create_topics",
     "delete_prefixed_topics",
 ]
@@ -133,6 +135,80 @@ def create_topics(
             f"{by_spec['feedback']}: the feedback join needs them equal (co-partitioned)"
         )
     return report
+
+
+@dataclass(frozen=True)
+class InternalTopic:
+    """A topic a worker needs besides the registry's: an internal source or a changelog."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def create_internal_topics(
+    settings: Settings,
+    topics: Iterable[InternalTopic],
+    *,
+    timeout_s: float = 30.0,
+    admin: KafkaAdminClient | None = None,
+) -> list[str]:
+    """Create the missing ``topics`` and wait until the broker's metadata lists every one.
+
+    Returns the names it created. Existing topics are left as they are. This
+    runs before a faust worker starts: faust creates its internal topics while
+    it joins the group, and a topic created a few milliseconds before the
+    assignment can be missing from it ("Ignoring missing topic"), in which case
+    the agent reading it never gets a partition.
+    """
+    import time
+
+    wanted = {t.name: t for t in topics}
+    if not wanted:
+        return []
+    own_admin = admin is None
+    client = admin or connect_admin(settings)
+    try:
+        request = {
+            t.name: {
+                "num_partitions": t.partitions,
+                "replication_factor": settings.replication_factor,
+                "configs": dict(t.configs),
+            }
+            for t in wanted.values()
+        }
+        response = client.create_topics(request, raise_errors=False, wait_for_metadata=True)
+        created = []
+        for result in response["topics"]:
+            code = result["error_code"]
+            if code == 0:
+                created.append(result["name"])
+            elif code != _TOPIC_ALREADY_EXISTS:
+                raise StreamsError(
+                    f"could not create topic {result['name']}: "
+                    f"{result.get('error_message') or f'Kafka error code {code}'}"
+                )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            counts = {
+                d["name"]: len(d["partitions"])
+                for d in client.describe_topics(list(wanted))
+                if not d.get("error_code")
+            }
+            missing = [n for n, t in wanted.items() if counts.get(n, 0) < t.partitions]
+            if not missing:
+                return created
+            if time.monotonic() > deadline:
+                raise StreamsError(
+                    f"topics {', '.join(missing)} are not in the broker's metadata "
+                    f"{timeout_s:g} s after they were created"
+                )
+            time.sleep(0.2)
+    except KafkaError as exc:
+        raise StreamsError(f"topic administration failed: {exc}") from None
+    finally:
+        if own_admin:
+            client.close()
 
 
 def delete_prefixed_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:

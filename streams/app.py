@@ -43,9 +43,11 @@ import faust.streams
 import numpy as np
 import redis
 from faust.types import TP, EventT, StreamT
+from mode.utils.times import want_seconds
 
 from online_models.window import PanedRollingWindow
 from online_models.window_metrics import WindowMetrics
+from streams.admin import InternalTopic
 from streams.alert_stage import AlertStage, StageOutput, detection_from_json, detection_to_json
 from streams.alerting import AlertPolicyConfig, Detection
 from streams.codec import RecordError, decode_prediction_rows, decode_record, encode_event
@@ -829,6 +831,31 @@ class MonitorApp:
         self.telemetry.record_rolling(
             wid.model, wid.version, wid.segment, span_s, rolling.metrics()
         )
+
+    def internal_topics(self) -> list[InternalTopic]:
+        """The topics faust creates for this app on start: internal sources and changelogs.
+
+        ``driftloop worker`` creates them itself before faust starts (see
+        :func:`streams.admin.create_internal_topics`): a topic faust creates
+        while it subscribes can be missing from the broker's metadata when the
+        group is assigned, and faust then never reads it.
+        """
+        topics = [self.partials, self.detections_topic] + [
+            table.changelog_topic
+            for table in (self.pending_table, self.windows_table, self.merged_table)
+        ]
+        found = []
+        for topic in topics:
+            configs = {str(k): str(v) for k, v in (topic.config or {}).items()}
+            policy = [flag for flag, on in (("compact", topic.compacting),
+                                            ("delete", topic.deleting)) if on]  # fmt: skip
+            if policy:
+                configs["cleanup.policy"] = ",".join(policy)
+            if topic.retention:
+                configs["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+            for name in topic.topics:
+                found.append(InternalTopic(name, topic.partitions or 4, configs))
+        return found
 
     # ------------------------------------------------------------------ web
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams import contract
-from streams.admin import create_topics
+from streams.admin import create_internal_topics, create_topics
 from streams.exceptions import StreamsError
 from streams.settings import Settings
 from streams.topics import TOPICS
@@ -169,12 +169,13 @@ def worker(
     settings = settings_with(bootstrap_servers, prefix)
     if web_port is not None:
         settings = settings.model_copy(update={"web_port": web_port})
+    monitor = create_app(settings)
     try:
         create_topics(settings)
+        create_internal_topics(settings, monitor.internal_topics())
     except StreamsError as exc:
         err_console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    monitor = create_app(settings)
     err_console.print(
         f"driftloop worker [bold]{settings.worker_app_id}[/] "
         f"on {settings.kafka_bootstrap_servers}\n"

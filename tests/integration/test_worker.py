@@ -396,3 +396,41 @@ def test_bad_records_are_dead_lettered_and_good_ones_counted(worker, t0, tmp_pat
     assert "version" in letters["unknown-version"][1].message
     assert "data.latency_ms" in letters["wrong-type"][1].message
     assert letters["wrong-topic-type"][1].stage == "route"
+
+
+def test_internal_topics_are_created_with_faust_settings_and_listed_before_return(settings):
+    """Regression: faust created metrics-partials while joining the group, the assignment
+    missed it ("Ignoring missing topic") and no window was ever published (CI, 2026-11-28).
+    ``driftloop worker`` now creates them first; here, on a prefix of the test's own."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from streams.admin import create_internal_topics, delete_prefixed_topics
+    from streams.app import create_app
+
+    wanted = {t.name: t for t in create_app(settings).internal_topics()}
+    assert {settings.topic("metrics-partials"), settings.topic("detections")} <= set(wanted)
+    assert sum(name.endswith("-changelog") for name in wanted) == 3
+    try:
+        assert sorted(create_internal_topics(settings, wanted.values())) == sorted(wanted)
+        assert create_internal_topics(settings, wanted.values()) == []  # idempotent
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        try:
+            counts = {d["name"]: len(d["partitions"]) for d in admin.describe_topics(list(wanted))}
+            configs = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted]
+            )
+        finally:
+            admin.close()
+    finally:
+        delete_prefixed_topics(settings)
+    assert counts == {name: t.partitions for name, t in wanted.items()}
+    assert counts[settings.topic("metrics-partials")] == 4
+    assert counts[settings.topic("detections")] == 1
+    # the broker lists a topic's own settings; cleanup.policy is "delete" when it is not set
+    policies = {
+        name: entries.get("cleanup.policy", {}).get("value", "delete")
+        for name, entries in configs["topic"].items()
+    }
+    for name in wanted:
+        assert policies[name] == ("compact" if name.endswith("-changelog") else "delete"), name
