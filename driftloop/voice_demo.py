@@ -3,7 +3,7 @@
 A ``voice_intent`` champion is trained on clean pre-drift voice searches
 (real audio features of espeak-ng clips, :mod:`producers.voice`) and
 registered; ``driftloop worker``, ``retrainer``, ``rollout`` and ``serve`` are
-started as processes (:func:`bench.loop.run_loop`); voice searches go to the
+started as processes (:func:`driftloop.loop.run_loop`); voice searches go to the
 router at a steady rate and the users' feedback to Kafka. Part-way, the
 scenario's drift starts (``sudden-mic``: every microphone 20 dB quieter), and
 the story is told as the events arrive: a line per metrics window, the alerts,
@@ -262,7 +262,7 @@ def read_summary(
     ``answers`` (the users' answers, :class:`~producers.traffic.Answer`) give the
     error rates the users saw; everything else comes from the topics and Redis.
     """
-    from bench.loop import steps as loop_steps
+    from driftloop.loop import steps as loop_steps
     from producers.traffic import error_rate
 
     events: list[CloudEvent] = []
@@ -558,7 +558,7 @@ def run_story(
     topics are created here). With ``keep`` a ``driftloop dashboard`` is started
     on the topics and left running when this returns.
     """
-    from bench.loop import SECRET, LoopConfig, loop_settings, run_loop
+    from driftloop.loop import SECRET, LoopConfig, loop_settings, run_loop
     from streams.admin import create_topics
 
     scenario = compressed(
@@ -685,7 +685,7 @@ def run_story_command(
     import shutil
     import tempfile
 
-    from bench.loop import LoopError
+    from driftloop.loop import LoopError
     from producers.exceptions import ProducersError
     from streams.exceptions import StreamsError
 

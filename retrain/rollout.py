@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from online_models.routing import ArmWindow, GateResult, RolloutGate, RoutingPolicy
+from online_models.routing.policy import Strategy
 from streams.events import MetricsData, ModelEventEvent
 
 __all__ = [
@@ -504,8 +505,9 @@ class RolloutController:
     window_s
         Size of the monitor's windows the gate reads (one size, so no
         request is counted twice).
-    canary_fraction, ramp_steps, require_approval
-        Rollout configuration given to a model's policy when a rollout starts.
+    canary_fraction, ramp_steps, require_approval, strategy
+        Rollout configuration given to a model's policy when a rollout starts
+        (``strategy="blue_green"``: shadow, one switch of all traffic, promote).
     source
         CloudEvents ``source`` of the events it publishes.
 
@@ -542,6 +544,7 @@ class RolloutController:
     canary_fraction: float = 0.05
     ramp_steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
     require_approval: bool = False
+    strategy: Strategy = "ramp"
     source: str = "urn:driftloop:rollout"
 
     def __post_init__(self) -> None:
@@ -558,6 +561,7 @@ class RolloutController:
             canary_fraction=self.canary_fraction,
             ramp_steps=self.ramp_steps,
             require_approval=self.require_approval,
+            strategy=self.strategy,
         )
 
     # ------------------------------------------------------------------ events

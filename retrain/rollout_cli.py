@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 import redis
 import typer
@@ -43,6 +43,7 @@ from rich.console import Console
 
 from online_models.registry import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
 from online_models.routing import RolloutGate, RoutingError, RoutingPolicy
+from online_models.routing.policy import STRATEGIES, Strategy
 from producers.exceptions import ProducersError
 from producers.publisher import Publisher
 from retrain.rollout import (
@@ -557,6 +558,17 @@ def rollout(
             show_default=False,
         ),
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="After shadow: ramp (canary, then the ramp steps, each gated) or blue-green "
+            "(one atomic switch of all traffic, the champion kept warm for an instant "
+            "rollback, then promotion once the gate passes) (default: "
+            "DRIFTLOOP_ROLLOUT_STRATEGY, else ramp).",
+            show_default=False,
+        ),
+    ] = None,
     poll_interval: Annotated[
         float, typer.Option(min=0.05, help="Seconds between polls of Kafka and of approvals.")
     ] = 1.0,
@@ -573,6 +585,8 @@ def rollout(
 ) -> None:
     """Roll new model versions out: shadow, canary, ramp, promote — or roll back at once.
 
+    With --strategy blue-green the steps are shadow, switch, promote.
+
     Starts a rollout for every version published on model-events, gates each
     step on the monitor's metrics windows (challenger vs champion, same
     windows), writes the routing state to Redis for the router and publishes
@@ -585,6 +599,13 @@ def rollout(
     if namespace is not None:
         updates["registry_namespace"] = namespace
     settings = settings.model_copy(update=updates)
+    chosen = (strategy or settings.rollout_strategy).replace("-", "_")
+    if chosen not in STRATEGIES:
+        err_console.print(
+            f"[red]error:[/] unknown --strategy {strategy!r}; use ramp or blue-green",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     try:
         controller = RolloutController(
             RolloutGate(
@@ -599,6 +620,7 @@ def rollout(
             require_approval=(
                 settings.rollout_require_approval if require_approval is None else require_approval
             ),
+            strategy=cast(Strategy, chosen),
         )
     except (RolloutError, RoutingError) as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -211,6 +211,11 @@ class Settings(BaseSettings):
     )
     rollout_require_approval: bool = Field(
         default=False, description="Wait for `driftloop models approve` before each step."
+    )
+    rollout_strategy: Literal["ramp", "blue_green"] = Field(
+        default="ramp",
+        description="After shadow: 'ramp' (canary, then the ramp steps) or 'blue_green' "
+        "(one switch of all traffic, the champion kept warm, then promotion).",
     )
     gate_min_samples: int = Field(default=500, ge=1, description="Requests per arm per gate.")
     voice_cache_dir: Path = Field(

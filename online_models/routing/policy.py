@@ -48,11 +48,15 @@ from online_models.routing.exceptions import (
     NoChampionError,
 )
 
-__all__ = ["PHASES", "Route", "RoutingPolicy"]
+__all__ = ["PHASES", "STRATEGIES", "Route", "RoutingPolicy"]
 
 Phase = Literal["serving", "shadow", "canary", "ramp", "switched"]
 PHASES: tuple[str, ...] = ("serving", "shadow", "canary", "ramp", "switched")
 """Every phase a rollout can be in."""
+
+Strategy = Literal["ramp", "blue_green"]
+STRATEGIES: tuple[str, ...] = ("ramp", "blue_green")
+"""How :meth:`RoutingPolicy.next_step` leaves shadow: canary and ramp, or one blue/green switch."""
 
 STATE_VERSION = 1
 _SCALE = 1.0 / 2**64
@@ -94,6 +98,10 @@ class RoutingPolicy:
     require_approval
         Whether each step that gives the challenger more traffic waits for
         :meth:`approve`.
+    strategy
+        What :meth:`next_step` does after shadow: ``"ramp"`` (canary, then the
+        ramp steps) or ``"blue_green"`` (one switch of all traffic, the
+        champion kept warm, then promotion).
     salt
         Mixed into the traffic hash with the model and challenger version, so
         each rollout draws its own canary keys; change it to redraw them.
@@ -140,6 +148,7 @@ class RoutingPolicy:
     canary_fraction: float = 0.05
     ramp_steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
     require_approval: bool = False
+    strategy: Strategy = "ramp"
     salt: str = ""
     pending_step: str | None = None
     rolled_back: tuple[int, ...] = ()
@@ -171,6 +180,11 @@ class RoutingPolicy:
         if self.phase not in PHASES:
             raise InvalidPolicyError(
                 f"unknown phase {self.phase!r}; valid phases are: {', '.join(PHASES)}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise InvalidPolicyError(
+                f"unknown strategy {self.strategy!r}; valid strategies are: "
+                f"{', '.join(STRATEGIES)}"
             )
         if not 0.0 <= self.fraction <= 1.0:
             raise InvalidPolicyError(f"fraction must be in [0, 1], got {self.fraction}")
@@ -412,6 +426,8 @@ class RoutingPolicy:
     def next_step(self) -> RoutingPolicy:
         """The next step towards promotion: shadow → canary → ramp steps → promote.
 
+        With ``strategy="blue_green"``: shadow → switch (all traffic at once) → promote.
+
         Examples
         --------
         >>> policy = RoutingPolicy("voice_intent", champion=1).start_shadow(2)
@@ -423,9 +439,17 @@ class RoutingPolicy:
         [('canary', 0.05), ('ramp', 0.25), ('ramp', 0.5), ('ramp', 1.0), ('serving', 0.0)]
         >>> policy.champion
         2
+        >>> switched = RoutingPolicy("m", champion=1, strategy="blue_green").start_shadow(2)
+        >>> switched = switched.next_step()
+        >>> switched.phase, switched.traffic, switched.route("anyone").answer_version
+        ('switched', {'champion': 0.0, 'challenger': 1.0}, 2)
+        >>> switched.next_step().champion, switched.rollback("worse").route("anyone")
+        (2, Route(answer_version=1, route_name='champion', shadow_version=None))
         """
         self._in_rollout("take the next step")
         if self.phase == "shadow":
+            if self.strategy == "blue_green":
+                return self.blue_green_switch()
             return self.start_canary()
         if self.phase in ("canary", "ramp") and self.fraction < self.ramp_steps[-1]:
             return self.advance_ramp()

@@ -31,7 +31,7 @@ from streams.reader import EventReader
 from streams.settings import Settings
 
 DRIFTLOOP = str(Path(sys.executable).with_name("driftloop"))
-SECRET = "full-loop secret of 32 bytes...."  # the one bench.loop signs the demo's models with
+SECRET = "full-loop secret of 32 bytes...."  # the one driftloop.loop signs the demo's models with
 
 
 def _cleanup(settings: Settings, prefix: str, namespace_prefix: str) -> None:

@@ -227,3 +227,44 @@ def test_worse_challenger_is_rolled_back_by_a_controller_restarted_after_kill_9(
     assert registry.aliases(MODEL) == {"champion": 1}
     assert registry.get_version(MODEL, 2).status == "rolled_back"
     assert "rolled_back" in output and "loaded from Redis" in output
+
+
+def test_blue_green_controller_switches_all_traffic_at_once_then_promotes(
+    rollout_settings: tuple[Settings, ModelRegistry],
+    redis_client: tuple[redis.Redis, str],
+    tmp_path: Path,
+) -> None:
+    """``driftloop rollout --strategy blue-green`` as a process: shadow, one switch, promote."""
+    settings, registry = rollout_settings
+    client, namespace = redis_client
+    log = tmp_path / "rollout.log"
+    process = start_controller(settings, log, "--strategy", "blue-green")
+    seen: list[ModelEventEvent] = []
+    policies = []
+    try:
+        with (
+            Publisher(settings, source="urn:driftloop:retrain") as pub,
+            EventReader(settings, ["model-events"]) as reader,
+        ):
+            pub.publish("model-event", {"model": MODEL, "version": 2, "action": "published"})
+            pub.flush()
+            for steps in (1, 2):  # shadow, then the switch: a gate each
+                controller_events(reader, seen, lambda s, n=steps: len(s) >= n, timeout_s=60)
+                policies.append(RoutingPolicy.from_json(client.get(f"{namespace}routing:{MODEL}")))
+                start = seen[-1].time + timedelta(seconds=1)
+                if seen[-1].data.traffic["challenger"] < 1.0:
+                    publish_window(pub, 1, start, requests=300, redo=36)
+                publish_window(pub, 2, start, requests=300, redo=18)
+            controller_events(reader, seen, lambda s: s[-1].data.action == "promoted")
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+    output = log.read_text()
+    assert [e.data.action for e in seen] == ["shadow_started", "ramp_step", "promoted"], output
+    assert [e.data.traffic["challenger"] for e in seen] == [0.0, 1.0, 0.0]
+    assert seen[1].data.details["phase"] == "switched"
+    switched = policies[1]
+    assert (switched.phase, switched.strategy, switched.champion) == ("switched", "blue_green", 1)
+    assert {switched.route(f"user-{i}").answer_version for i in range(1000)} == {2}
+    assert registry.aliases(MODEL) == {"champion": 2}

@@ -268,6 +268,36 @@ def test_no_request_is_answered_by_the_challenger_after_the_rollback_event(setup
     assert not [e for e in events if e.data.request_id in late and e.data.route == "challenger"]
 
 
+def test_a_blue_green_switch_moves_every_request_at_once_and_back(setup):
+    """Blue/green: one model event moves all traffic to v2, the next one all back to v1."""
+    shadow = RoutingPolicy(MODEL, champion=1, strategy="blue_green").start_shadow(2)
+    _write_state(setup, shadow)
+    router = _router(setup)
+    switched = shadow.next_step()
+    back = switched.rollback("switched back by hand")
+    try:
+        first = asyncio.run(_ask_all(router.url, [_body(f"a-{i}") for i in range(200)]))
+        _write_state(setup, switched)
+        _publish_model_event(setup, switched, 2)
+        deadline = time.time() + 5
+        while _get(router.url + "/status")["models"][MODEL]["revision"] != switched.revision:
+            assert time.time() < deadline, "the switch was not applied within 5 s"
+            time.sleep(0.05)
+        second = asyncio.run(_ask_all(router.url, [_body(f"b-{i}") for i in range(200)]))
+        _write_state(setup, back)
+        _publish_model_event(setup, back, 2)
+        deadline = time.time() + 5
+        while _get(router.url + "/status")["models"][MODEL]["revision"] != back.revision:
+            assert time.time() < deadline, "the switch back was not applied within 5 s"
+            time.sleep(0.05)
+        third = asyncio.run(_ask_all(router.url, [_body(f"c-{i}") for i in range(200)]))
+    finally:
+        router.stop()
+    assert {(a["model_version"], a["route"]) for a in first} == {("1", "champion")}
+    assert {(a["model_version"], a["route"]) for a in second} == {("2", "challenger")}
+    assert {(a["model_version"], a["route"]) for a in third} == {("1", "champion")}
+
+
 def test_a_tampered_challenger_is_refused_and_the_previous_state_keeps_serving(setup):
     router = _router(setup)
     try:

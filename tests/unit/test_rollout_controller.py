@@ -257,6 +257,60 @@ def test_full_traffic_step_is_judged_against_the_champion_reference(
     assert decision.actions == ["rolled_back"]
 
 
+def test_blue_green_goes_shadow_switch_promote_and_a_worse_switch_goes_straight_back() -> None:
+    controller = RolloutController(
+        RolloutGate(min_samples=400), error_signal="redo_rate", strategy="blue_green"
+    )
+    started = controller.start(None, MODEL, 2, champion=1, now=T0)
+    decisions = drive(controller, started, {1: 0.12, 2: 0.08})
+    events = [e for d in decisions for e in d.events]
+    assert [e.data.action for e in events] == ["shadow_started", "ramp_step", "promoted"]
+    switch = events[1]
+    assert switch.data.traffic == {"champion": 0.0, "challenger": 1.0}
+    assert switch.data.details["phase"] == "switched"
+    assert switch.data.reason == "blue/green switch"
+    assert decisions[-1].state is not None and decisions[-1].state.policy.champion == 2
+
+    # a challenger worse once it answers everyone: one switch back, the champion was warm
+    started = controller.start(None, MODEL, 2, champion=1, now=T0)
+    shadow = drive(controller, started, {1: 0.10, 2: 0.10}, max_windows=1)
+    assert actions(shadow) == ["shadow_started", "ramp_step"]
+    assert shadow[-1].state is not None and shadow[-1].state.policy.phase == "switched"
+    worse = drive(controller, shadow[-1], {1: 0.10, 2: 0.30})
+    assert actions(worse)[1:] == ["rolled_back"]
+    back = worse[-1].state
+    assert back is not None and back.policy.route("anyone").answer_version == 1
+
+
+def test_blue_green_switch_waits_for_approval_when_asked() -> None:
+    controller = RolloutController(
+        RolloutGate(min_samples=400),
+        error_signal="redo_rate",
+        strategy="blue_green",
+        require_approval=True,
+    )
+    started = controller.start(None, MODEL, 2, champion=1, now=T0)
+    decisions = drive(controller, started, {1: 0.12, 2: 0.08}, max_windows=3)
+    assert actions(decisions) == ["shadow_started", "approval_required"]
+    required = next(e for d in decisions for e in d.events if e.data.action == "approval_required")
+    assert "--step switch" in required.data.reason
+    waiting = decisions[-1].state
+    assert waiting is not None
+    done = controller.approve(waiting, now=T0 + timedelta(minutes=5), approved_by="ops")
+    assert done.actions == ["approved", "ramp_step"]
+    assert done.state is not None and done.state.policy.traffic["challenger"] == 1.0
+
+
+def test_cli_refuses_an_unknown_strategy() -> None:
+    import typer
+
+    app = typer.Typer()
+    app.command()(rollout)
+    result = CliRunner().invoke(app, ["--strategy", "big-bang"])
+    assert result.exit_code == 2
+    assert "use ramp or blue-green" in result.output
+
+
 def test_start_edge_cases(controller: RolloutController) -> None:
     first = controller.start(None, MODEL, 1, champion=None, now=T0)
     assert first.actions == ["promoted"] and first.state.policy.champion == 1
