@@ -1,9 +1,10 @@
 """The alert policy's grouping: detections in, a handful of ``alert.v1`` payloads out.
 
-Detections are deduplicated per ``(model, kind, signal)`` and batched per
-``(model, kind)`` into one **alert group**, with Alertmanager's timers, all in
-**event time** (the time of the detections, never the wall clock, so a replay
-gives the same alerts with the same ids):
+Detections are deduplicated per ``(model, version, kind, signal)`` and batched
+per ``(model, version, kind)`` into one **alert group** (a drift seen again on
+a retrained version is a new alert, not a repeat of the old version's), with
+Alertmanager's timers, all in **event time** (the time of the detections, never
+the wall clock, so a replay gives the same alerts with the same ids):
 
 ``group_wait``
     A new group waits this long before its first notification, gathering the
@@ -52,8 +53,10 @@ _SIGNAL_LIMIT = 500  # AlertData.signal holds 512 characters
 _SUMMARY_NAMES = 8
 
 
-def alert_id_for(model: str, kind: str, signal: str, group_start: datetime) -> str:
-    """The id of an alert group: a hash of (model, kind, opening signal, group start).
+def alert_id_for(
+    model: str, kind: str, signal: str, group_start: datetime, version: str = ""
+) -> str:
+    """The id of an alert group: a hash of (model, kind, opening signal, group start, version).
 
     Examples
     --------
@@ -64,9 +67,10 @@ def alert_id_for(model: str, kind: str, signal: str, group_start: datetime) -> s
     >>> alert_id_for("voice-intent", "data_drift", "loudness_db", t) == _  # a replay: same id
     True
     """
-    digest = hashlib.sha256(
-        "\x1f".join((model, kind, signal, group_start.isoformat())).encode()
-    ).hexdigest()
+    parts = [model, kind, signal, group_start.isoformat()]
+    if version:
+        parts.append(version)
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return f"{model}.{kind}.{digest[:16]}"
 
 
@@ -108,10 +112,11 @@ class _Signal:
 
 @dataclass
 class _Group:
-    """One (model, kind) alert group and its notification timers."""
+    """One (model, version, kind) alert group and its notification timers."""
 
     model: str
     kind: str
+    version: str
     started_at: datetime
     opener: str
     alert_id: str
@@ -170,7 +175,9 @@ class AlertGrouper:
     group_interval_s: float = 300.0
     repeat_interval_s: float = 4 * 3600.0
     resolve_timeout_s: float = 300.0
-    _groups: dict[tuple[str, str], _Group] = field(default_factory=dict, init=False, repr=False)
+    _groups: dict[tuple[str, str, str], _Group] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _clock: datetime | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -201,7 +208,7 @@ class AlertGrouper:
         # timers due exactly now wait for this detection: a signal refreshed exactly
         # resolve_timeout after its last detection is still firing, not resolved and re-opened
         sent = self._run_timers(now, inclusive=False)
-        group_key = (detection.model, detection.kind)
+        group_key = (detection.model, detection.model_version, detection.kind)
         group = self._groups.get(group_key)
         if detection.status == "resolved":
             if group is not None and group.signals.pop(detection.signal, None) is not None:
@@ -215,9 +222,16 @@ class AlertGrouper:
             group = self._groups[group_key] = _Group(
                 model=detection.model,
                 kind=detection.kind,
+                version=detection.model_version,
                 started_at=now,
                 opener=detection.signal,
-                alert_id=alert_id_for(detection.model, detection.kind, detection.signal, now),
+                alert_id=alert_id_for(
+                    detection.model,
+                    detection.kind,
+                    detection.signal,
+                    now,
+                    detection.model_version,
+                ),
             )
         signal = group.signals.get(detection.signal)
         if signal is None:
@@ -297,7 +311,7 @@ class AlertGrouper:
         return alert
 
     def _resolve(self, group: _Group, at: datetime) -> list[AlertData]:
-        del self._groups[(group.model, group.kind)]
+        del self._groups[(group.model, group.version, group.kind)]
         if group.last_alert is None:
             return []  # cleared before anyone was told: nothing to take back
         last = group.last_alert

@@ -14,12 +14,14 @@ per :class:`~streams.alerting.config.RetrainPolicyConfig`:
 
 Anything else — metric alerts, data drift on other features, alerts below
 ``min_severity``, models outside ``models`` — never retrains. After a request
-a model gets no other for ``cooldown`` (event time), so a drift storm makes one
-request. The request names the alerts, the reason and the window to train on:
-from the drift onset (the earliest evidence start) minus ``lookback`` to the
-decision, at least ``min_span`` long and at most ``max_span``. Its
-``request_id`` is a hash of all that, so a replay asks for the same thing and
-the retrain worker can drop the duplicate.
+a model gets no other for ``cooldown`` (event time), so a drift storm makes
+one request, and an alert that caused a request causes no other while it keeps
+firing (a new alert does: the drift seen again on the retrained version). The
+request names the alerts, the reason and the window to train on: from the
+drift onset (the earliest evidence start) minus ``lookback`` to the decision,
+at least ``min_span`` long and at most ``max_span``. Its ``request_id`` is a
+hash of all that, so a replay asks for the same thing and the retrain worker
+can drop the duplicate.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class _Firing:
     alert: AlertData
     first_fired: datetime
     onset: datetime
+    requested: bool = False
 
 
 class RetrainPolicy:
@@ -150,7 +153,10 @@ class RetrainPolicy:
         last = self._last_request.get(model)
         if last is not None and now - last < timedelta(seconds=self.config.cooldown):
             return None
-        firing = [f for f in self._firing.values() if f.alert.model == model]
+        # an alert that already caused a request causes no other while it keeps firing
+        # (re-notified, joined by more signals); a new alert, e.g. on the retrained
+        # version, does
+        firing = [f for f in self._firing.values() if f.alert.model == model and not f.requested]
         found = self._concept_drift(firing, now) or self._data_drift(firing, now)
         if found is None:
             return None
@@ -158,6 +164,8 @@ class RetrainPolicy:
         window = self._window(min(f.onset for f in cause), now)
         alert_ids = sorted(f.alert.alert_id for f in cause)
         self._last_request[model] = now
+        for f in cause:
+            f.requested = True
         return RetrainRequestData(
             request_id=request_id_for(model, reason, alert_ids, window),
             model=model,

@@ -69,7 +69,7 @@ def test_group_wait_gathers_signals_that_drift_together_into_one_alert():
     assert brief(sent) == [("firing", 30, "a,b,c")]
     (alert,) = sent
     assert alert_signals(alert) == ["a", "b", "c"]
-    assert alert.alert_id == alert_id_for("voice-intent", "data_drift", "a", T0)
+    assert alert.alert_id == alert_id_for("voice-intent", "data_drift", "a", T0, "3")
     assert alert.evidence.start == at(-60) and alert.evidence.end == at(29)
     assert alert.evidence.events == 1500
     assert alert.summary.startswith("data_drift on 3 signals of voice-intent:3: a, b, c")
@@ -240,3 +240,50 @@ def test_an_alert_storm_yields_a_handful_of_alerts():
         ("concept_drift", "resolved"),
     ]
     assert len(alert_signals(sent[0])) == 50
+
+
+def test_a_drift_on_a_retrained_version_is_a_new_alert_not_a_repeat():
+    """The same signals drifting on version 4 while version 3's alert still fires: a new
+    group, notified after its own group_wait (regression: it was folded into v3's group and
+    never notified, so the retrain policy never saw it)."""
+    grouper = AlertGrouper(group_wait_s=10, group_interval_s=60, repeat_interval_s=3600,
+                           resolve_timeout_s=3600)  # fmt: skip
+    sent = []
+    for second in range(0, 300, 5):
+        at = T0 + timedelta(seconds=second)
+        sent += grouper.observe(
+            Detection(
+                "voice-intent",
+                "3",
+                "error_rate",
+                "concept_drift",
+                "critical",
+                "cusum",
+                9.0,
+                5.0,
+                at,
+                at - timedelta(seconds=30),
+                at,
+                400,
+            )
+        )
+        if second >= 200:
+            sent += grouper.observe(
+                Detection(
+                    "voice-intent",
+                    "4",
+                    "error_rate",
+                    "concept_drift",
+                    "critical",
+                    "cusum",
+                    9.0,
+                    5.0,
+                    at,
+                    at - timedelta(seconds=30),
+                    at,
+                    400,
+                )
+            )
+    firing = [(a.model_version, a.detected_at - T0) for a in sent if a.status == "firing"]
+    assert firing == [("3", timedelta(seconds=10)), ("4", timedelta(seconds=210))]
+    assert len({a.alert_id for a in sent}) == 2

@@ -221,3 +221,20 @@ def test_from_detections_to_one_request():
     assert len(requests) == 1
     (request,) = requests
     assert request.window.end - request.window.start >= timedelta(hours=1)
+
+
+def test_an_alert_that_caused_a_request_causes_no_other_while_it_keeps_firing():
+    """After the cooldown, the same firing alert (re-notified, joined by a signal) does not
+    retrain again: its request is being served. The drift seen on the retrained version is
+    a new alert, and does."""
+    p = policy(cooldown="1m")
+    first = p.observe(alert("concept_drift", "error_rate", severity="critical", minutes=0))
+    assert first is not None
+    renotified = alert("concept_drift", "error_rate,redo_rate", severity="critical", minutes=5,
+                       alert_id="voice-intent.concept_drift.error_rate")  # fmt: skip
+    assert p.observe(renotified) is None
+    assert p.advance(T0 + 30 * MIN) == []
+    on_new_version = alert("concept_drift", "error_rate", severity="critical", minutes=31,
+                           alert_id="voice-intent.v4.concept_drift.error_rate")  # fmt: skip
+    second = p.observe(on_new_version)
+    assert second is not None and second.alert_ids == ["voice-intent.v4.concept_drift.error_rate"]
