@@ -172,6 +172,15 @@ def retrainer(
     default_pipeline: Annotated[
         str, typer.Option(help="Pipeline of a model with no version and no --pipeline.")
     ] = "tabular",
+    warm_start: Annotated[
+        bool,
+        typer.Option(
+            "--warm-start/--from-scratch",
+            help="Train the candidate from a copy of the champion (it keeps what it knew and "
+            "learns the window on top: better on short windows and gradual drift) or from "
+            "scratch on the window alone.",
+        ),
+    ] = False,
 ) -> None:
     """Run the retrain worker: requests in, challengers (or reasons why not) out."""
     settings = settings_with(bootstrap_servers, prefix)
@@ -196,6 +205,7 @@ def retrainer(
             ),
             pipelines=parse_pipelines(pipeline or []),
             default_pipeline=default_pipeline,
+            warm_start=warm_start,
         )
         on_step = _crash_hook()
     except (ValueError, ModelError) as exc:

@@ -400,3 +400,26 @@ def test_a_policy_request_without_alert_ids_fails_with_the_reason(drifted):
     assert result.action == "retrain_failed"
     assert "names the alert ids behind it" in harness.events[-1].data.reason
     assert harness.job().handle(request(alert_ids=[])).action == "duplicate"  # not a poison pill
+
+
+def test_warm_start_learns_the_window_on_top_of_a_copy_of_the_champion(old_champion):
+    """A short window of half-drifted traffic: the warm-started candidate knows the old half
+    from its parent; the champion itself is left untouched."""
+    rows = tabular_rows(300, seed=21, drift=0.0) + tabular_rows(300, seed=22, drift=1.0)
+    window = TrainingSet(MODEL, rows_at(rows), SPANS)
+    learned_before = old_champion.learned
+    results = {}
+    for warm in (False, True):
+        harness = with_champion(
+            Harness(window, min_examples=100, bar=ComparisonBar(min_examples=50), warm_start=warm),
+            old_champion,
+        )
+        result = harness.job().handle(request())
+        meta = harness.registry.get_version(MODEL, 2).metadata
+        results[warm] = (meta.metrics["training_rows"], harness.lines)
+        candidate, _ = harness.registry.load(MODEL, 2)
+        expected = meta.metrics["training_rows"] + (learned_before if warm else 0)
+        assert candidate.learned == expected, (warm, candidate.learned, result.action)
+    assert old_champion.learned == learned_before
+    assert any("warm-started from the champion v1" in line for line in results[True][1])
+    assert not any("warm-started" in line for line in results[False][1])
