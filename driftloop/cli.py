@@ -80,10 +80,11 @@ def demo(
     scenario: Annotated[
         str,
         typer.Option(
-            help="Loop story: the voice-search drift (sudden-mic, sudden-vocab, or gradual "
-            "with its ramp shortened to --ramp-s)."
+            help="Loop story: the voice-search drifts, played in turn, each on top of the "
+            "last (sudden-mic, sudden-vocab, gradual with its ramp shortened to --ramp-s; "
+            "comma-separated). Each act closes its own loop.",
         ),
-    ] = "sudden-mic",
+    ] = "sudden-mic,gradual",
     keep: Annotated[
         bool,
         typer.Option(
@@ -100,7 +101,7 @@ def demo(
         typer.Option(
             "--timeout-s",
             min=10,
-            help="Loop story: seconds from the drift onset the promotion must come within.",
+            help="Loop story: seconds from each drift onset its promotion must come within.",
         ),
     ] = 240.0,
     ramp_s: Annotated[

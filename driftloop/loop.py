@@ -102,6 +102,11 @@ class LoopConfig:
         Events per partition the worker's drift references are learned from.
     champion_rows
         Rows of the original concept the champion is trained on.
+    retrain_cooldown_s
+        After a retrain request a model gets no other for this long (a run
+        with several drifts needs it shorter than the time between them).
+    warm_start
+        Whether the retrainer starts each candidate from a copy of the champion.
     """
 
     model: str = "voice_intent"
@@ -120,7 +125,31 @@ class LoopConfig:
     min_eval_examples: int = 50
     reference_first_n: int = 300
     champion_rows: int = 3000
+    retrain_cooldown_s: float = 3600.0
+    warm_start: bool = False
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class Act:
+    """One drift of a run: what changes at its onset, and when the act is over.
+
+    Parameters
+    ----------
+    name
+        What the run calls it.
+    begin
+        Changes the traffic (called once, at the onset).
+    done
+        Given every event read so far, whether the act is over (e.g. a promotion).
+    lead_s
+        Seconds of traffic before the onset (after the previous act ended).
+    """
+
+    name: str
+    begin: Callable[[], None]
+    done: Callable[[list[CloudEvent]], bool]
+    lead_s: float
 
 
 @dataclass(frozen=True)
@@ -145,6 +174,7 @@ class LoopReport:
     serve_pid_after: int | None
     finished: bool
     config: LoopConfig = field(default_factory=LoopConfig)
+    onsets: list[tuple[str, datetime]] = field(default_factory=list)
 
     @property
     def model_events(self) -> list[ModelEventEvent]:
@@ -325,7 +355,7 @@ def loop_settings(base: Settings, workdir: Path, config: LoopConfig) -> Settings
     policy.write_text(
         f"grouping: {{group_wait: {config.group_wait_s:g}s, group_interval: 5s, "
         "resolve_timeout: 1h}\n"
-        "retrain: {cooldown: 1h, min_span: 1s, lookback: 0}\n"
+        f"retrain: {{cooldown: {config.retrain_cooldown_s:g}s, min_span: 1s, lookback: 0}}\n"
     )
     return base.model_copy(
         update={
@@ -381,6 +411,7 @@ def run_loop(
     rows: RowStream | None = None,
     drift_to: float = 1.0,
     at_onset: Callable[[Settings], None] | None = None,
+    acts: Sequence[Act] | None = None,
 ) -> LoopReport:
     """Run the whole loop once and report what happened (see the module docstring).
 
@@ -392,7 +423,9 @@ def run_loop(
     ``config.dataset``; ``rows`` replaces the dataset's :class:`RowStream` (its
     ``drift`` is set to ``drift_to`` at the onset: 0.0 keeps the concept).
     ``at_onset(settings)`` runs at the onset, after the drift (to publish a
-    challenger by hand, say).
+    challenger by hand, say). ``acts`` replaces all of that with several
+    drifts in turn, each waited for (``timeout_s`` from its onset) before the
+    next begins; the report's ``onset`` is the first act's.
     """
     config = config or LoopConfig()
     settings = loop_settings(base, workdir, config)
@@ -430,6 +463,7 @@ def run_loop(
                     "retrainer",
                     "--min-examples", str(config.min_examples),
                     "--min-eval-examples", str(config.min_eval_examples),
+                    "--warm-start" if config.warm_start else "--from-scratch",
                 ],
                 settings,
                 logs["retrainer"],
@@ -463,32 +497,45 @@ def run_loop(
             TrafficDriver(url, config.model, rows, publisher, run_id=f"loop-{uuid.uuid4().hex[:6]}")
         )
         driver.start(config.rate_per_s)
-        time.sleep(config.before_drift_s)
-        rows.drift = drift_to
-        onset = datetime.now(UTC)
-        if drift_to != 0.0:
-            echo(f"concept changed at {onset.isoformat(timespec='milliseconds')}")
-        if at_onset is not None:
-            at_onset(settings)
-        deadline = time.monotonic() + config.timeout_s
-        reported = 0
+        if acts is None:
+            traffic = rows
+
+            def begin() -> None:
+                traffic.drift = drift_to
+                if at_onset is not None:
+                    at_onset(settings)
+
+            acts = [Act("drift", begin, done, config.before_drift_s)]
+        onsets: list[tuple[str, datetime]] = []
         finished = False
-        while time.monotonic() < deadline:
-            events = collector.snapshot()
-            found = steps(onset, events)
-            for step in found[reported:]:
-                echo(f"  +{step.since_onset_s:7.2f} s  {step.name} {step.detail}".rstrip())
-            reported = len(found)
-            if done(events):
-                finished = True
+        for act in acts:
+            time.sleep(act.lead_s)
+            onset = datetime.now(UTC)
+            act.begin()
+            onsets.append((act.name, onset))
+            if act is not acts[0] or drift_to != 0.0:
+                echo(f"concept changed at {onset.isoformat(timespec='milliseconds')}")
+            deadline = time.monotonic() + config.timeout_s
+            reported = 0
+            finished = False
+            while time.monotonic() < deadline:
+                events = collector.snapshot()
+                found = steps(onset, events)
+                for step in found[reported:]:
+                    echo(f"  +{step.since_onset_s:7.2f} s  {step.name} {step.detail}".rstrip())
+                reported = len(found)
+                if act.done(events):
+                    finished = True
+                    break
+                for name, process in processes.items():
+                    if process is not None and process.poll() is not None:
+                        raise LoopError(f"{name} died:\n{logs[name].read_text()[-3000:]}")
+                if "Traceback" in logs["worker"].read_text(errors="replace"):
+                    # faust logs a crashed agent and keeps the process alive
+                    raise LoopError(f"an agent of the worker crashed:\n{worker.log_tail(4000)}")
+                time.sleep(0.5)
+            if not finished:
                 break
-            for name, process in processes.items():
-                if process is not None and process.poll() is not None:
-                    raise LoopError(f"{name} died:\n{logs[name].read_text()[-3000:]}")
-            if "Traceback" in logs["worker"].read_text(errors="replace"):
-                # faust logs a crashed agent and keeps the process alive
-                raise LoopError(f"an agent of the worker crashed:\n{worker.log_tail(4000)}")
-            time.sleep(0.5)
         if finished:
             time.sleep(config.after_promotion_s)
         driver.stop()
@@ -499,7 +546,7 @@ def run_loop(
         if driver.failures:
             echo(f"failed requests: {dict(driver.failures)}")
         return LoopReport(
-            onset=onset,
+            onset=onsets[0][1],
             events=events,
             answers=driver.snapshot(),
             logs=logs,
@@ -507,4 +554,5 @@ def run_loop(
             serve_pid_after=serve_pid_after,
             finished=finished,
             config=config,
+            onsets=onsets,
         )

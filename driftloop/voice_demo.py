@@ -5,12 +5,14 @@ A ``voice_intent`` champion is trained on clean pre-drift voice searches
 registered; ``driftloop worker``, ``retrainer``, ``rollout`` and ``serve`` are
 started as processes (:func:`driftloop.loop.run_loop`); voice searches go to the
 router at a steady rate and the users' feedback to Kafka. Part-way, the
-scenario's drift starts (``sudden-mic``: every microphone 20 dB quieter), and
-the story is told as the events arrive: a line per metrics window, the alerts,
-the retrain request, the published challenger, shadow, canary, the ramp and the
-promotion. At the end the :class:`StorySummary` is built *from the topics and
-the registry*, read back afresh — not from what the demo expected — and
-printed, and optionally written as JSON.
+scenario's drift starts, and the story is told as the events arrive: a line
+per metrics window, the alerts, the retrain request, the published challenger,
+shadow, canary, the ramp and the promotion. The default story has two acts,
+each closing its own loop: ``sudden-mic`` (every microphone 20 dB quieter at
+once), then, on top of it, ``gradual`` (over a minute users speak faster and
+move to new vocabulary). At the end a :class:`StorySummary` per act is built
+*from the topics and the registry*, read back afresh — not from what the demo
+expected — and printed, and optionally written as JSON (:class:`StoryResult`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from rich.table import Table
 from online_models.models.datasets import LabelledRow
 from online_models.registry import ModelRegistry
 from producers.voice import ClipFeatures, Scenario, VoiceTraffic, get_scenario, train_champion
-from producers.voice.scenario import Phase
+from producers.voice.scenario import PRE_DRIFT, Mix, Phase
 from producers.voice.traffic import FeatureSource
 from streams.alerting import alert_signals
 from streams.events import (
@@ -50,9 +52,11 @@ from streams.settings import Settings
 __all__ = [
     "STEP_ORDER",
     "StoryError",
+    "StoryResult",
     "StorySummary",
     "VoiceRows",
     "compressed",
+    "on_top_of",
     "read_summary",
     "run_story",
 ]
@@ -99,6 +103,40 @@ def compressed(scenario: Scenario, *, drift_at_s: float, ramp_s: float | None = 
             start = phases[-1].start_s + max(gap, 1e-3)
         ramp = phase.ramp_s if ramp_s is None else min(phase.ramp_s, ramp_s)
         phases.append(Phase(phase.name, start, phase.mix, ramp))
+    return Scenario(scenario.name, scenario.description, tuple(phases))
+
+
+def on_top_of(scenario: Scenario, before: Mix) -> Scenario:
+    """``scenario`` played from ``before`` (the last act's traffic) instead of clean traffic.
+
+    Its pre-drift phase becomes ``before``; each later phase keeps what the
+    scenario changes and, for what it leaves at the clean default, what
+    ``before`` had: a gradual drift after a quiet microphone keeps the
+    microphone quiet.
+
+    Examples
+    --------
+    >>> quiet = get_scenario("sudden-mic").phases[-1].mix
+    >>> later = on_top_of(get_scenario("gradual"), quiet)
+    >>> later.phases[0].mix.perturbations, later.phases[-1].mix.perturbations
+    ({'quiet_mic': 1.0}, {'quiet_mic': 1.0})
+    >>> later.phases[-1].mix.vocabularies
+    {'base': 0.4, 'new': 0.6}
+    """
+    default = PRE_DRIFT
+    phases = [Phase(scenario.phases[0].name, 0.0, before)]
+    for phase in scenario.phases[1:]:
+        mix = phase.mix
+        mix = Mix(
+            mix.vocabularies if mix.vocabularies != default.vocabularies else before.vocabularies,
+            # a tempo or level change of the scenario replaces the microphone of before only
+            # when it has one of its own; "fast speech" on a quiet microphone stays quiet
+            before.perturbations
+            if set(mix.perturbations) <= {"clean", "fast_speech"}
+            else mix.perturbations,
+            mix.speeds if mix.speeds != default.speeds else before.speeds,
+        )
+        phases.append(Phase(phase.name, phase.start_s, mix, phase.ramp_s))
     return Scenario(scenario.name, scenario.description, tuple(phases))
 
 
@@ -178,6 +216,15 @@ class VoiceRows:
             share = 1.0
         return Scenario(self.scenario.name, phase.name, (Phase(phase.name, 0.0, mix),)), share
 
+    def next_act(self, scenario: Scenario) -> None:
+        """Play ``scenario`` from its drift point, starting now (the story's next drift)."""
+        if scenario.drift_at_s is None:
+            raise StoryError(f"scenario {scenario.name!r} has no drift; pick one with two phases")
+        with self._lock:
+            self.scenario = scenario
+            self._onset = self._clock()
+            self._drift = 1.0
+
     def take(self, n: int) -> list[tuple[LabelledRow, float]]:
         """The next ``n`` rows, each with the drifted share of the mix it was drawn from."""
         with self._lock:
@@ -220,6 +267,7 @@ class StorySummary:
     topic_prefix: str = ""
     registry_namespace: str = ""
     answers_by_version: dict[str, int] = field(default_factory=dict)
+    act: str = ""
 
     def to_json(self) -> str:
         """The summary as JSON (what ``--json`` writes)."""
@@ -256,11 +304,16 @@ def read_summary(
     onset: datetime,
     champion_before: int,
     answers: Sequence[Any] = (),
+    until: datetime | None = None,
+    since: datetime | None = None,
 ) -> StorySummary:
     """Read the alerts, retrain requests, model events and metrics back, and the registry.
 
     ``answers`` (the users' answers, :class:`~producers.traffic.Answer`) give the
     error rates the users saw; everything else comes from the topics and Redis.
+    With ``until`` (the next act's onset) only what happened before it counts,
+    and the champion after is the version this act promoted; with ``since``
+    (when the previous act ended) nothing before it counts.
     """
     from driftloop.loop import steps as loop_steps
     from producers.traffic import error_rate
@@ -272,6 +325,12 @@ def read_summary(
             if item.event is not None and item.event.id not in seen:
                 seen.add(item.event.id)
                 events.append(item.event)
+    if until is not None:
+        events = [e for e in events if e.time < until]
+        answers = [a for a in answers if a.sent_at < until]
+    if since is not None:
+        events = [e for e in events if e.time >= since]
+        answers = [a for a in answers if a.sent_at >= since]
     found = loop_steps(onset, events)
 
     alerts = [
@@ -313,6 +372,11 @@ def read_summary(
     try:
         registry = ModelRegistry(client, secret, settings.registry_namespace)
         champion_after = registry.get_alias(model, "champion")
+        if until is not None:  # an earlier act: the version it promoted, if any
+            promoted_here = [s.name for s in found if s.name.startswith("promoted v")]
+            champion_after = (
+                int(promoted_here[-1].split(" v")[1]) if promoted_here else (champion_before)
+            )
         versions = [
             {
                 "version": v.version,
@@ -400,7 +464,8 @@ def _pct(value: float | None) -> str:
 
 def print_summary(summary: StorySummary, console: Console) -> None:
     """The summary as tables: what drifted, when it was seen, who serves, how users fared."""
-    console.rule("[bold]summary[/] — read back from the topics and the registry")
+    act = f" of {summary.act}" if summary.act else ""
+    console.rule(f"[bold]summary{act}[/] — read back from the topics and the registry")
     console.print(f"scenario [bold]{summary.scenario}[/]: {summary.description}")
     console.print(f"drift onset {summary.onset}")
     alerts = Table("+s", "kind", "new signals", "pattern", "severity", "detector", "on",
@@ -459,6 +524,7 @@ class _Narrator:
         self.console = console
         self.model = model
         self.onset: datetime | None = None
+        self.onsets: list[datetime] = []
         self._reader = EventReader(settings, ["metrics", "alerts"])
         self._stop = threading.Event()
         self._told: set[tuple[Any, ...]] = set()
@@ -531,16 +597,41 @@ class StoryOptions:
     ``rate_per_s`` requests a second; ``before_drift_s`` of clean traffic first;
     ``timeout_s`` after the onset the loop must have promoted a new version;
     ``champion_requests`` clean requests the champion is trained on;
-    ``ramp_s`` the length a gradual scenario's ramp is compressed to.
+    ``ramp_s`` the length a gradual scenario's ramp is compressed to;
+    ``scenario`` one name or several separated by commas, played in turn (each
+    act on top of the last one's traffic, ``between_acts_s`` after the
+    previous promotion).
     """
 
-    scenario: str = "sudden-mic"
+    scenario: str = "sudden-mic,gradual"
     rate_per_s: float = 80.0
     before_drift_s: float = 40.0
     timeout_s: float = 240.0
     champion_requests: int = 5_000
     ramp_s: float = 60.0
+    between_acts_s: float = 20.0
     seed: int = 0
+
+
+@dataclass
+class StoryResult:
+    """The summaries of every act that began (one per scenario of the story)."""
+
+    acts: list[StorySummary]
+    total_acts: int
+
+    @property
+    def finished(self) -> bool:
+        """Whether every act closed its loop (a retrained version promoted in each)."""
+        return len(self.acts) == self.total_acts and all(a.finished for a in self.acts)
+
+    def to_json(self) -> str:
+        """The summaries as JSON (what ``--json`` writes)."""
+        return json.dumps(
+            {"finished": self.finished, "acts": [asdict(a) for a in self.acts]},
+            indent=2,
+            sort_keys=True,
+        )
 
 
 def run_story(
@@ -551,24 +642,39 @@ def run_story(
     console: Console,
     keep: bool = False,
     features: FeatureSource | None = None,
-) -> StorySummary:
-    """Tell the voice-search loop story once and return its summary (read back at the end).
+) -> StoryResult:
+    """Tell the voice-search loop story once and return its summaries (read back at the end).
 
     ``base`` gives the broker, Redis, topic prefix and registry namespace (the
     topics are created here). With ``keep`` a ``driftloop dashboard`` is started
     on the topics and left running when this returns.
     """
-    from driftloop.loop import SECRET, LoopConfig, loop_settings, run_loop
+    from driftloop.loop import SECRET, Act, LoopConfig, loop_settings, run_loop
     from streams.admin import create_topics
 
-    scenario = compressed(
-        get_scenario(options.scenario), drift_at_s=options.before_drift_s, ramp_s=options.ramp_s
+    names = [name.strip() for name in options.scenario.split(",") if name.strip()]
+    scenarios: list[Scenario] = []
+    for name in names:
+        scenario = compressed(
+            get_scenario(name), drift_at_s=options.before_drift_s, ramp_s=options.ramp_s
+        )
+        if scenarios:
+            scenario = on_top_of(scenario, scenarios[-1].phases[-1].mix)
+        scenarios.append(scenario)
+    if not scenarios:
+        raise StoryError("no scenario given; name one or more, e.g. sudden-mic,gradual")
+    console.rule(
+        "[bold]driftloop demo[/] — voice search: " + ", then ".join(s.name for s in scenarios)
     )
-    console.rule(f"[bold]driftloop demo[/] — voice search: {scenario.name}")
-    console.print(f"what will happen: {scenario.description}")
+    for number, scenario in enumerate(scenarios, start=1):
+        act = f"act {number}: " if len(scenarios) > 1 else ""
+        console.print(f"what will happen: {act}{scenario.description}")
     if features is None:
         source = ClipFeatures()
-        keys = VoiceTraffic(scenario, source.features, rate=10.0).clip_keys()
+        keys = list(dict.fromkeys(
+            key for scenario in scenarios
+            for key in VoiceTraffic(scenario, source.features, rate=10.0).clip_keys()
+        ))  # fmt: skip
         console.print(
             f"preparing the audio features of {len(keys)} clips (espeak-ng + torchaudio, cached "
             f"in {source.cache_dir}; the first run synthesises them all: about a minute)…"
@@ -582,8 +688,9 @@ def run_story(
         features = source.features
     started = time.perf_counter()
     champion = train_champion(
-        features, scenario=scenario, requests=options.champion_requests, seed=1_000 + options.seed
-    )
+        features, scenario=scenarios[0], requests=options.champion_requests,
+        seed=1_000 + options.seed,
+    )  # fmt: skip
     console.print(
         f"champion trained on {champion.learned} clean voice searches "
         f"in {time.perf_counter() - started:.1f} s"
@@ -595,6 +702,11 @@ def run_story(
         before_drift_s=options.before_drift_s,
         timeout_s=options.timeout_s,
         seed=options.seed,
+        # each act retrains once; the next act's drift comes a minute or two later
+        retrain_cooldown_s=30.0,
+        # a retrained version keeps what its parent knew (the second act's gradual drift
+        # leaves part of the traffic as it was)
+        warm_start=True,
     )
     settings = loop_settings(base, workdir, config)
     create_topics(settings)
@@ -607,24 +719,46 @@ def run_story(
         console.print(
             f"[bold]dashboard:[/] http://127.0.0.1:{port}/  (left running: kill {dashboard.pid})"
         )
-    rows = VoiceRows(scenario, features, seed=options.seed)
+    rows = VoiceRows(scenarios[0], features, seed=options.seed)
 
     def echo(line: str) -> None:
         if "concept-drift alert" in line:
             return  # the narrator tells every alert as it arrives
-        console.print(f"[bold cyan]{line}[/]")
         if line.startswith("concept changed at"):
             narrator.onset = datetime.fromisoformat(line.split(" at ")[1])
+            act = len(narrator.onsets)
+            narrator.onsets.append(narrator.onset)
+            if len(scenarios) > 1:
+                console.rule(f"act {act + 1}: {scenarios[act].name}")
+        console.print(f"[bold cyan]{line}[/]")
 
-    def until(events: list[CloudEvent]) -> bool:
-        return any(
+    def promotions(events: list[CloudEvent]) -> int:
+        return sum(
             isinstance(e, ModelEventEvent) and e.data.action == "promoted" and e.data.version > 1
             for e in events
         )
 
+    def begin(index: int) -> Callable[[], None]:
+        def start() -> None:
+            if index == 0:
+                rows.drift = 1.0
+            else:
+                rows.next_act(scenarios[index])
+
+        return start
+
+    acts = [
+        Act(
+            scenario.name,
+            begin(index),
+            lambda events, wanted=index + 1: promotions(events) >= wanted,
+            options.before_drift_s if index == 0 else options.between_acts_s,
+        )
+        for index, scenario in enumerate(scenarios)
+    ]
     try:
-        report = run_loop(settings, workdir, config, echo=echo, until=until, champion=champion,
-                          rows=rows)  # type: ignore[arg-type]  # fmt: skip
+        report = run_loop(settings, workdir, config, echo=echo, champion=champion, rows=rows,  # type: ignore[arg-type]
+                          acts=acts)  # fmt: skip
     finally:
         narrator.close()
     if not report.finished:
@@ -632,17 +766,30 @@ def run_story(
         for name, path in report.logs.items():
             if path.exists():
                 console.print(f"  {name} log: {path}")
-    summary = read_summary(
-        settings,
-        SECRET,
-        scenario=scenario,
-        model=config.model,
-        onset=report.onset,
-        champion_before=1,
-        answers=report.answers,
-    )
-    print_summary(summary, console)
-    return summary
+    onsets = [onset for _, onset in report.onsets]
+    summaries = []
+    champion_before = 1
+    since: datetime | None = None
+    for index, onset in enumerate(onsets):
+        summary = read_summary(
+            settings,
+            SECRET,
+            scenario=scenarios[index],
+            model=config.model,
+            onset=onset,
+            until=onsets[index + 1] if index + 1 < len(onsets) else None,
+            champion_before=champion_before,
+            answers=report.answers,
+            since=since,
+        )
+        if len(scenarios) > 1:
+            summary.act = f"act {index + 1} of {len(scenarios)}"
+        print_summary(summary, console)
+        summaries.append(summary)
+        champion_before = summary.champion_after or champion_before
+        promoted = [step["at"] for step in summary.steps if step["name"].startswith("promoted")]
+        since = datetime.fromisoformat(promoted[-1]) if promoted else onset
+    return StoryResult(summaries, total_acts=len(scenarios))
 
 
 def cleanup(settings: Settings) -> None:
@@ -689,7 +836,8 @@ def run_story_command(
     from producers.exceptions import ProducersError
     from streams.exceptions import StreamsError
 
-    get_scenario(scenario)  # an unknown name fails here, listing the valid ones
+    for name in scenario.split(","):
+        get_scenario(name.strip())  # an unknown name fails here, listing the valid ones
     folder = Path(tempfile.mkdtemp(prefix="driftloop-demo-"))
     workdir = folder / "run"
     workdir.mkdir()
@@ -697,11 +845,11 @@ def run_story_command(
     code = 1
     try:
         options = StoryOptions(scenario=scenario, timeout_s=timeout_s, ramp_s=ramp_s, seed=seed)
-        summary = run_story(settings, workdir, options, console=console, keep=keep)
+        result = run_story(settings, workdir, options, console=console, keep=keep)
         if json_path is not None:
-            json_path.write_text(summary.to_json())
+            json_path.write_text(result.to_json())
             console.print(f"summary written to {json_path}")
-        code = 0 if summary.finished else 1
+        code = 0 if result.finished else 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping what the demo started[/]")
         code = 130

@@ -51,7 +51,54 @@ def _cleanup(settings: Settings, prefix: str, namespace_prefix: str) -> None:
         client.close()
 
 
-@pytest.mark.timeout(600)  # the whole loop: a few minutes, not the suite's 300 s per test
+def _firing_alerts(events: list) -> list:
+    return sorted(
+        (a.data for a in events if isinstance(a, AlertEvent) and a.data.status == "firing"),
+        key=lambda a: a.detected_at,
+    )
+
+
+def _check_act(act: dict, events: list, start: datetime, end: datetime) -> None:
+    """What one act's summary says against the events of its period on the topics.
+
+    An act is what happened from the end of the previous act (its promotion) to
+    the next act's onset.
+    """
+    onset = datetime.fromisoformat(act["onset"])
+    steps = act["steps"]
+    firing = [a for a in _firing_alerts(events) if start <= a.detected_at < end]
+    # every alert the summary lists is an alert on the topic, with its time
+    assert [(a["kind"], a["signal"], datetime.fromisoformat(a["detected_at"]))
+            for a in act["alerts"]] == [
+        (a.kind, a.signal, a.detected_at) for a in firing
+    ]  # fmt: skip
+    concept = [a for a in firing if a.kind == "concept_drift" and a.detected_at >= onset]
+    assert concept, "no concept-drift alert after the onset"
+    assert "error_rate" in act["drifted_signals"]["concept_drift"]
+    # detection: the first alert after the onset naming a signal no earlier alert named
+    named: set[tuple[str, str]] = set()
+    first = None
+    for alert in firing:
+        new = {(alert.kind, n) for n in alert.signal.split(",")} - named
+        named |= new
+        if new and alert.detected_at >= onset and first is None:
+            first = alert.detected_at
+    assert first is not None
+    assert act["first_detection_s"] == pytest.approx((first - onset).total_seconds(), abs=1e-3)
+    # every model event of the act is a step of the summary, at its time
+    listed = {(s["name"], datetime.fromisoformat(s["at"])) for s in steps}
+    model_events = [e for e in events if isinstance(e, ModelEventEvent) and onset <= e.time < end]
+    for event in model_events:
+        assert (f"{event.data.action} v{event.data.version}", event.time) in listed
+    requests = [e for e in events if isinstance(e, RetrainRequestEvent) and onset <= e.time < end]
+    assert len(requests) == sum(s["name"] == "retrain request" for s in steps) == 1
+    promoted = [e for e in model_events if e.data.action == "promoted"]
+    assert [e.data.version for e in promoted] == [act["champion_after"]]
+    assert concept[0].detected_at < promoted[0].time
+    assert concept[0].model_version == str(act["champion_before"])
+
+
+@pytest.mark.timeout(960)  # two whole loops: minutes, not the suite's 300 s per test
 def test_demo_loop_story_closes_the_loop_and_its_summary_matches_topics_and_registry(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -68,92 +115,77 @@ def test_demo_loop_story_closes_the_loop_and_its_summary_matches_topics_and_regi
     done = subprocess.run(
         [DRIFTLOOP, "demo", "--story", "loop", "--keep", "--json", str(summary_path),
          "--prefix", prefix],
-        capture_output=True, text=True, env=env, timeout=560, check=False,
+        capture_output=True, text=True, env=env, timeout=900, check=False,
     )  # fmt: skip
     wall_s = time.monotonic() - started
     out = done.stdout
     dashboard = re.search(r"dashboard:\s*(http://\S+)\s+\(left running: kill (\d+)\)", out)
     try:
-        assert done.returncode == 0, out[-6000:] + done.stderr[-3000:]
-        assert wall_s < 360, f"the demo took {wall_s:.0f} s"
+        assert done.returncode == 0, out[-8000:] + done.stderr[-3000:]
+        assert wall_s < 720, f"the demo took {wall_s:.0f} s"
         # --keep leaves a dashboard up, on the demo's topics
         assert dashboard, out[-3000:]
         with urllib.request.urlopen(dashboard.group(1), timeout=10) as reply:
             assert reply.status == 200
 
-        # the story was told live: windows, the alert, every step of the rollout
+        # the story was told live, act by act: windows, the alerts, every step of the rollout
+        assert "act 1: sudden-mic" in out and "act 2: gradual" in out
         assert "window" in out and "ALERT firing: concept_drift" in out
         for step in ("retrain request", "published v2", "shadow_started v2",
-                     "canary_started v2", "ramp_step v2", "promoted v2"):  # fmt: skip
+                     "canary_started v2", "ramp_step v2", "promoted v2",
+                     "published v3", "shadow_started v3", "promoted v3"):  # fmt: skip
             assert step in out, step
-        assert "the loop closed: v2 serves" in out
+        assert "the loop closed: v2 serves" in out and "the loop closed: v3 serves" in out
 
-        summary = json.loads(summary_path.read_text())
-        assert summary["finished"] is True and summary["stuck_at"] is None
-        run_settings = settings.model_copy(update={"topic_prefix": summary["topic_prefix"]})
-        assert summary["topic_prefix"].startswith(prefix)
-        onset = datetime.fromisoformat(summary["onset"])
+        result = json.loads(summary_path.read_text())
+        assert result["finished"] is True
+        first, second = result["acts"]
+        assert first["scenario"] == "sudden-mic" and second["scenario"] == "gradual"
+        assert [a["finished"] for a in result["acts"]] == [True, True]
+        assert [a["stuck_at"] for a in result["acts"]] == [None, None]
+        assert (first["champion_before"], first["champion_after"]) == (1, 2)
+        assert (second["champion_before"], second["champion_after"]) == (2, 3)
+        run_settings = settings.model_copy(update={"topic_prefix": first["topic_prefix"]})
+        assert first["topic_prefix"].startswith(prefix)
 
         # the registry: what the summary says serves is what the champion alias points at
         client = redis.Redis.from_url(settings.redis_url)
         try:
-            registry = ModelRegistry(client, SECRET, summary["registry_namespace"])
-            assert registry.get_alias("voice_intent", "champion") == summary["champion_after"] == 2
+            registry = ModelRegistry(client, SECRET, second["registry_namespace"])
+            assert registry.get_alias("voice_intent", "champion") == 3
             versions = {v.version: v for v in registry.list_versions("voice_intent")}
-            assert {v["version"]: v["status"] for v in summary["versions"]} == {
+            assert {v["version"]: v["status"] for v in second["versions"]} == {
                 n: v.status for n, v in versions.items()
             }
             assert versions[2].metadata.parent_version == 1
+            assert versions[3].metadata.parent_version == 2
         finally:
             client.close()
 
-        # the topics: every alert and step the summary lists is an event there, at that time
-        events = []
+        # the topics: every alert and step each act lists is an event there, at that time
         with EventReader(run_settings, ["alerts", "retrain-requests", "model-events"]) as reader:
             events = [i.event for i in reader.items(until_idle_s=2.0, max_wait_s=30.0) if i.event]
-        firing = sorted(
-            (a.data for a in events if isinstance(a, AlertEvent) and a.data.status == "firing"),
-            key=lambda a: a.detected_at,
-        )
-        assert [(a["kind"], a["signal"], datetime.fromisoformat(a["detected_at"]))
-                for a in summary["alerts"]] == [
-            (a.kind, a.signal, a.detected_at) for a in firing
-        ]  # fmt: skip
-        concept = [a for a in firing if a.kind == "concept_drift" and a.detected_at >= onset]
-        assert concept, "no concept-drift alert after the onset"
-        assert "error_rate" in summary["drifted_signals"]["concept_drift"]
-        # the quieter microphones show on the loudness feature, after the onset
+        promoted_v2 = next(
+            e.time for e in events
+            if isinstance(e, ModelEventEvent) and e.data.action == "promoted"
+        )  # fmt: skip
+        onset = datetime.fromisoformat(first["onset"])
+        second_onset = datetime.fromisoformat(second["onset"])
+        _check_act(first, events, datetime.min.replace(tzinfo=onset.tzinfo), second_onset)
+        _check_act(second, events, promoted_v2, datetime.max.replace(tzinfo=onset.tzinfo))
+        # the quieter microphones show on the loudness feature, after the first onset
         assert any(
-            a.kind == "data_drift" and "loudness_db" in a.signal.split(",") for a in firing
-            if a.detected_at >= onset
-        ), [(a.kind, a.signal, a.detected_at) for a in firing]  # fmt: skip
-        # detection: the first alert after the onset naming a signal no earlier alert named
-        named: set[tuple[str, str]] = set()
-        first = None
-        for alert in firing:
-            new = {(alert.kind, n) for n in alert.signal.split(",")} - named
-            named |= new
-            if new and alert.detected_at >= onset and first is None:
-                first = alert.detected_at
-        assert first is not None
-        assert summary["first_detection_s"] == pytest.approx(
-            (first - onset).total_seconds(), abs=1e-3
-        )
+            a.kind == "data_drift" and "loudness_db" in a.signal.split(",")
+            for a in _firing_alerts(events) if onset <= a.detected_at < promoted_v2
+        )  # fmt: skip
 
-        model_events = [e for e in events if isinstance(e, ModelEventEvent) and e.time >= onset]
-        listed = {(s["name"], datetime.fromisoformat(s["at"])) for s in summary["steps"]}
-        for event in model_events:
-            assert (f"{event.data.action} v{event.data.version}", event.time) in listed
-        requests = [e for e in events if isinstance(e, RetrainRequestEvent)]
-        assert len(requests) == sum(s["name"] == "retrain request" for s in summary["steps"]) >= 1
-        promoted = next(e for e in model_events if e.data.action == "promoted")
-        assert promoted.data.version == 2
-        assert concept[0].detected_at < promoted.time
-
-        # the users noticed the drift, and the new champion helped
-        rates = summary["error_rates"]
+        # the users noticed the sudden drift, and the new champion helped
+        rates = first["error_rates"]
         assert rates["drift until promotion"] > rates["before drift"] + 0.2, rates
         assert rates["after promotion"] < rates["drift until promotion"] - 0.1, rates
+        # the gradual drift raised the error rate of v2 too
+        rates = second["error_rates"]
+        assert rates["drift until promotion"] > rates["before drift"], rates
     finally:
         if dashboard:
             with contextlib.suppress(ProcessLookupError):
