@@ -70,6 +70,22 @@ def connect_admin(settings: Settings) -> KafkaAdminClient:
         ) from None
 
 
+def _create(client: KafkaAdminClient, request: dict[str, dict]) -> set[str]:
+    """Create the requested topics; the names created (existing ones are not an error)."""
+    response = client.create_topics(request, raise_errors=False, wait_for_metadata=True)
+    created: set[str] = set()
+    for result in response["topics"]:
+        code = result["error_code"]
+        if code == 0:
+            created.add(result["name"])
+        elif code != _TOPIC_ALREADY_EXISTS:
+            raise StreamsError(
+                f"could not create topic {result['name']}: "
+                f"{result.get('error_message') or f'Kafka error code {code}'}"
+            )
+    return created
+
+
 def create_topics(
     settings: Settings,
     names: Iterable[str] | None = None,
@@ -95,17 +111,7 @@ def create_topics(
             }
             for spec in specs
         }
-        response = client.create_topics(request, raise_errors=False, wait_for_metadata=True)
-        created: set[str] = set()
-        for result in response["topics"]:
-            code = result["error_code"]
-            if code == 0:
-                created.add(result["name"])
-            elif code != _TOPIC_ALREADY_EXISTS:
-                raise StreamsError(
-                    f"could not create topic {result['name']}: "
-                    f"{result.get('error_message') or f'Kafka error code {code}'}"
-                )
+        created = _create(client, request)
         described = client.describe_topics(list(request))
         counts = {d["name"]: len(d["partitions"]) for d in described}
     except KafkaError as exc:
@@ -177,17 +183,7 @@ def create_internal_topics(
             }
             for t in wanted.values()
         }
-        response = client.create_topics(request, raise_errors=False, wait_for_metadata=True)
-        created = []
-        for result in response["topics"]:
-            code = result["error_code"]
-            if code == 0:
-                created.append(result["name"])
-            elif code != _TOPIC_ALREADY_EXISTS:
-                raise StreamsError(
-                    f"could not create topic {result['name']}: "
-                    f"{result.get('error_message') or f'Kafka error code {code}'}"
-                )
+        created = sorted(_create(client, request))
         deadline = time.monotonic() + timeout_s
         while True:
             counts = {

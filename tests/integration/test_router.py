@@ -276,20 +276,19 @@ def test_a_blue_green_switch_moves_every_request_at_once_and_back(setup):
     switched = shadow.next_step()
     back = switched.rollback("switched back by hand")
     try:
+
+        def switch_to(policy: RoutingPolicy) -> None:
+            _write_state(setup, policy)
+            _publish_model_event(setup, policy, 2)
+            deadline = time.time() + 5
+            while _get(router.url + "/status")["models"][MODEL]["revision"] != policy.revision:
+                assert time.time() < deadline, f"{policy.phase} was not applied within 5 s"
+                time.sleep(0.05)
+
         first = asyncio.run(_ask_all(router.url, [_body(f"a-{i}") for i in range(200)]))
-        _write_state(setup, switched)
-        _publish_model_event(setup, switched, 2)
-        deadline = time.time() + 5
-        while _get(router.url + "/status")["models"][MODEL]["revision"] != switched.revision:
-            assert time.time() < deadline, "the switch was not applied within 5 s"
-            time.sleep(0.05)
+        switch_to(switched)
         second = asyncio.run(_ask_all(router.url, [_body(f"b-{i}") for i in range(200)]))
-        _write_state(setup, back)
-        _publish_model_event(setup, back, 2)
-        deadline = time.time() + 5
-        while _get(router.url + "/status")["models"][MODEL]["revision"] != back.revision:
-            assert time.time() < deadline, "the switch back was not applied within 5 s"
-            time.sleep(0.05)
+        switch_to(back)
         third = asyncio.run(_ask_all(router.url, [_body(f"c-{i}") for i in range(200)]))
     finally:
         router.stop()
