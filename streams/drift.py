@@ -173,6 +173,7 @@ CONCEPT_SIGNALS: tuple[str, ...] = ("error_rate", "redo_rate", "switch_to_typing
 
 FAMILIES = 3  # numeric CUSUM, window comparisons, outcome CUSUM
 MIN_OUTCOME_VALUES = 50
+MIN_CUSUM_REFERENCE = 30  # reference events a numeric CUSUM needs (fewer cannot set a threshold)
 RATE_BOUND_SE = 2.0  # outcome rates are watched against their learned value + 2 standard errors
 TREND_SPAN = 6  # windows; measured on 20 seeds: 17/20 ramps gradual, 0/20 steps (10: 14/20)
 TIME_HISTORY = 16_384  # event times kept per group, to date a change point
@@ -547,17 +548,23 @@ class _PredictionDrift:
             }
             for name in self._categorical
         }
-        means, stds, watched = [], [], []
+        river = self.config.numeric_detector != DEFAULT_NUMERIC_DETECTOR
+        means, stds, watched, samples = [], [], [], []
         for column, name in enumerate(self._numeric):
             sample = profile.numeric[name].sample
+            sample = sample[np.isfinite(sample)]
             std = float(sample.std(ddof=1)) if sample.size > 1 else 0.0
-            if std > 0 and math.isfinite(std):
-                watched.append(column)
-                means.append(float(sample.mean()))
-                stds.append(std)
+            if river and not (std > 0 and math.isfinite(std)):
+                continue  # river's detectors standardise by the reference's spread
+            if not river and sample.size < MIN_CUSUM_REFERENCE:
+                continue  # too few events to set a threshold that holds the budget
+            watched.append(column)
+            means.append(float(sample.mean()) if sample.size else 0.0)
+            stds.append(std)
+            samples.append(sample)
         self._cusum_columns = np.asarray(watched, dtype=np.intp)
         self._cusum_signals = [self._numeric[column] for column in watched]
-        if watched and self.config.numeric_detector != DEFAULT_NUMERIC_DETECTOR:
+        if watched and river:
             name = self.config.numeric_detector
             # river's PageHinkley allowance (delta 0.005) is in raw units; on standardised
             # values it gives ours, half the shift tuned for (measured at 0.005: 10-12 false
@@ -565,10 +572,11 @@ class _PredictionDrift:
             params = {"delta": self.config.shift / 2} if name == "page_hinkley" else None
             self._river = _RiverSignals(name, means, stds, self.config.seed, params=params)
         elif watched:
-            self._cusum = Cusum(
+            # thresholds from each reference sample itself (skewed and near-constant
+            # features hold the budget too: online_models.drift.cusum, "Learned references")
+            self._cusum = Cusum.from_samples(
+                samples,
                 shift=self.config.shift,
-                reference_mean=means,
-                reference_std=stds,
                 false_alarm_budget=self.config.family_budget * self.config.margin,
             )
         self._comparison = ReferenceComparison(

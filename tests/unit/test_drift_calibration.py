@@ -12,6 +12,7 @@ from online_models.drift.calibration import (
     CalibrationError,
     adjustment_coefficient,
     calibrate_threshold,
+    reference_threshold,
     siegmund_arl0,
     siegmund_threshold,
     signal_arl0,
@@ -100,3 +101,72 @@ def test_calibration_needs_one_signal_and_enough_reference() -> None:
             10_000,
             seed=0,
         )
+
+
+# --------------------------------------------------------------------------- sampled references
+
+
+def test_weighted_theta_is_the_theta_of_the_sample_the_weights_stand_for() -> None:
+    rng = np.random.default_rng(20)
+    u = rng.lognormal(0.0, 0.7, 500) - 1.5
+    repeats = rng.integers(1, 5, u.size)
+    weighted = adjustment_coefficient(u, weights=repeats / repeats.sum())
+    assert weighted == pytest.approx(adjustment_coefficient(np.repeat(u, repeats)), rel=1e-9)
+    assert float(np.mean(np.exp(weighted * np.repeat(u, repeats)))) == pytest.approx(1.0)
+    with pytest.raises(CalibrationError, match="summing to 1"):
+        adjustment_coefficient(u, weights=repeats)
+
+
+def test_the_overshoot_correction_can_be_set() -> None:
+    full = siegmund_threshold(100_000, theta=[0.5], drift=[-0.25], spread=[1.0])
+    top = siegmund_threshold(100_000, theta=[0.5], drift=[-0.25], spread=[1.0], overshoot=0.583)
+    assert top == pytest.approx(full + 0.583)
+
+
+def standardised(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / values.std(ddof=1)
+
+
+def test_a_long_normal_reference_gives_about_the_normal_threshold() -> None:
+    z = standardised(np.random.default_rng(21).normal(0.0, 1.0, 20_000))
+    result = reference_threshold(z, 200_000, allowance=0.25, cap=4.0)
+    normal = siegmund_threshold(200_000, theta=[0.5], drift=[-0.25], spread=[1.0])
+    assert result.theta == pytest.approx(0.5, abs=0.03)
+    assert result.theta_se == pytest.approx(math.sqrt(4.5 / 20_000), rel=0.1)  # 2^2 + 1 * 2 / 4
+    assert normal < result.threshold < 1.05 * normal
+
+
+def test_shorter_references_and_larger_targets_get_more_allowance() -> None:
+    rng = np.random.default_rng(22)
+    samples = {n: standardised(rng.normal(0.0, 1.0, n)) for n in (300, 5_000)}
+    thresholds = {
+        (n, target): reference_threshold(samples[n], target, allowance=0.25, cap=4.0)
+        for n in (300, 5_000)
+        for target in (2e5, 2e9)
+    }
+    for target in (2e5, 2e9):
+        assert thresholds[300, target].threshold > 1.4 * thresholds[5_000, target].threshold
+    for n in (300, 5_000):
+        assert thresholds[n, 2e9].theta_used <= thresholds[n, 2e5].theta_used
+
+
+def test_the_heavier_tail_gets_the_higher_threshold() -> None:
+    z = standardised(np.random.default_rng(23).lognormal(0.0, 0.8, 5_000))
+    up = reference_threshold(z, 200_000, allowance=0.25, cap=4.0, direction="up")
+    down = reference_threshold(z, 200_000, allowance=0.25, cap=4.0, direction="down")
+    assert up.theta < down.theta and up.threshold > down.threshold
+
+
+def test_a_constant_reference_is_bounded_by_the_value_it_never_showed() -> None:
+    result = reference_threshold(np.zeros(300), 200_000, allowance=0.25, cap=4.0)
+    # 300 events at -0.25 and one at 4 - 0.25 with weight 1/301
+    expected = adjustment_coefficient(
+        np.r_[np.full(300, -0.25), 3.75], weights=np.r_[np.full(300, 1.0 / 301), 1.0 / 301]
+    )
+    assert result.theta == pytest.approx(expected) and result.theta_se == 0.0
+    assert 4.0 < result.threshold < 20.0  # several departures, not one, make an alarm
+
+
+def test_a_reference_too_short_for_the_shift_says_how_long_it_must_be() -> None:
+    with pytest.raises(CalibrationError, match="at least 16 events"):
+        reference_threshold(np.zeros(10), 200_000, allowance=0.25, cap=4.0)

@@ -200,9 +200,14 @@ def test_warm_up_learns_the_reference_and_alarm_indices_count_it() -> None:
     assert alarms[0].index == alarms[0].position
 
 
-def test_a_constant_reference_says_what_to_do() -> None:
+def test_a_given_constant_reference_says_what_to_do_and_a_learned_one_is_watched() -> None:
     with pytest.raises(InvalidReferenceError, match="constant"):
-        Cusum.from_reference(np.ones(100))
+        Cusum(reference_mean=1.0, reference_std=0.0)
+    # learned from a sample: a feature stuck at 1 that starts moving is a change
+    detector = Cusum.from_reference(np.ones(300))
+    assert detector.update_many(np.ones(5_000)) == []
+    alarms = detector.update_many(np.full(200, 1.5))
+    assert alarms and alarms[0].direction == "up" and alarms[0].index < 5_000 + 50
 
 
 def test_bernoulli_increments_are_the_log_likelihood_ratio() -> None:
