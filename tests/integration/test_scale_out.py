@@ -28,13 +28,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _counted(worker: WorkerProcess) -> float | None:
-    """Predictions the worker has counted, None when it does not answer."""
+def _counted(worker: WorkerProcess, metric: str = 'driftloop_events_total{topic="predictions"}'
+             ) -> float | None:  # fmt: skip
+    """Predictions the worker has counted (or another counter), None when it does not answer."""
     body = worker.metrics_page()
     if not body:
         return None
     for line in body.splitlines():
-        if line.startswith('driftloop_events_total{topic="predictions"}'):
+        if line.startswith(metric):
             return float(line.split()[-1])
     return 0.0
 
@@ -123,7 +124,8 @@ def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
         assert workers[1].running(), "the surviving worker died:\n" + workers[1].log_tail()
         assert total == EVENTS, (
             f"window counts add up to {total}, {EVENTS} were sent "
-            f"(counts when worker A was killed: {killed_at_count})"
+            f"(counts when worker A was killed: {killed_at_count}; events the survivor found "
+            f"late: {_counted(workers[1], 'driftloop_late_events_total')})"
         )
         expected_windows = {
             (
