@@ -183,8 +183,7 @@ class RoutingPolicy:
             )
         if self.strategy not in STRATEGIES:
             raise InvalidPolicyError(
-                f"unknown strategy {self.strategy!r}; valid strategies are: "
-                f"{', '.join(STRATEGIES)}"
+                f"unknown strategy {self.strategy!r}; valid strategies are: {', '.join(STRATEGIES)}"
             )
         if not 0.0 <= self.fraction <= 1.0:
             raise InvalidPolicyError(f"fraction must be in [0, 1], got {self.fraction}")
