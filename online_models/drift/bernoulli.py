@@ -9,7 +9,9 @@ against a rate ``p1 = rate_ratio * p0`` adds, per event ``x`` in {0, 1}::
 which is the optimal sequential test between the two rates (Page; Reynolds and
 Stoumbos). Its increments are an affine function of the standardised bit
 ``z = (x - p0) / sqrt(p0 (1 - p0))``, so it runs on the same vectorised engine,
-alarms, restarts and sudden/gradual rule as :class:`~online_models.drift.cusum.Cusum`.
+alarms, restarts and sudden/gradual rule as :class:`~online_models.drift.cusum.Cusum`
+(which, measured, calls a gradual rise from an error rate of a few percent or
+less sudden: see :mod:`online_models.drift.pattern`).
 """
 
 from __future__ import annotations
