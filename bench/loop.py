@@ -19,22 +19,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import redis
-
-from driftloop.loop import LoopConfig, run_loop
-from streams.admin import delete_prefixed_topics
+from driftloop.loop import LoopConfig, cleanup, run_loop
 from streams.settings import Settings
-
-
-def _cleanup(settings: Settings) -> None:
-    delete_prefixed_topics(settings)
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        keys = list(client.scan_iter(match=settings.registry_namespace + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 print(json.dumps([s.__dict__ | {"at": s.at.isoformat()} for s in report.steps]))
         finally:
-            _cleanup(base)
+            cleanup(base)
     return 0 if report.finished else 1
 
 

@@ -50,13 +50,23 @@ from online_models.models import OnlineClassifier, train
 from online_models.registry import ModelRegistry, VersionMetadata
 from producers.publisher import Publisher
 from producers.traffic import DATASETS, Answer, RowStream, TrafficDriver, error_rate
-from streams.admin import create_topics
+from streams.admin import create_topics, delete_prefixed_topics
 from streams.events import AlertEvent, CloudEvent, ModelEventEvent, RetrainRequestEvent
 from streams.reader import EventReader
 from streams.settings import Settings
 from streams.testing import WorkerProcess, worker_environment
 
-__all__ = ["LoopConfig", "LoopError", "LoopReport", "Step", "loop_settings", "run_loop", "steps"]
+__all__ = [
+    "Act",
+    "LoopConfig",
+    "LoopError",
+    "LoopReport",
+    "Step",
+    "cleanup",
+    "loop_settings",
+    "run_loop",
+    "steps",
+]
 
 DRIFTLOOP = str(Path(sys.executable).with_name("driftloop"))
 SECRET = "full-loop secret of 32 bytes...."
@@ -556,3 +566,15 @@ def run_loop(
             config=config,
             onsets=onsets,
         )
+
+
+def cleanup(settings: Settings) -> None:
+    """Delete a run's topics (its prefix) and registry keys (its namespace)."""
+    delete_prefixed_topics(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        keys = list(client.scan_iter(match=settings.registry_namespace + "*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

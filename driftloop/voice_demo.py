@@ -524,7 +524,7 @@ class _Narrator:
         self.console = console
         self.model = model
         self.onset: datetime | None = None
-        self.onsets: list[datetime] = []
+        self.acts_begun = 0
         self._reader = EventReader(settings, ["metrics", "alerts"])
         self._stop = threading.Event()
         self._told: set[tuple[Any, ...]] = set()
@@ -726,8 +726,8 @@ def run_story(
             return  # the narrator tells every alert as it arrives
         if line.startswith("concept changed at"):
             narrator.onset = datetime.fromisoformat(line.split(" at ")[1])
-            act = len(narrator.onsets)
-            narrator.onsets.append(narrator.onset)
+            act = narrator.acts_begun
+            narrator.acts_begun += 1
             if len(scenarios) > 1:
                 console.rule(f"act {act + 1}: {scenarios[act].name}")
         console.print(f"[bold cyan]{line}[/]")
@@ -792,26 +792,6 @@ def run_story(
     return StoryResult(summaries, total_acts=len(scenarios))
 
 
-def cleanup(settings: Settings) -> None:
-    """Delete the story's topics and Redis keys."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        keys = list(client.scan_iter(match=settings.registry_namespace + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 def run_story_command(
     settings: Settings,
     *,
@@ -832,7 +812,7 @@ def run_story_command(
     import shutil
     import tempfile
 
-    from driftloop.loop import LoopError
+    from driftloop.loop import LoopError, cleanup
     from producers.exceptions import ProducersError
     from streams.exceptions import StreamsError
 

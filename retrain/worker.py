@@ -662,7 +662,7 @@ class RetrainJob:
         """A copy of the champion to train on, or ``None`` to train from scratch."""
         if not self.config.warm_start or champion is None:
             return None
-        if getattr(champion, "name", pipeline) != pipeline:
+        if champion.name != pipeline:
             self.echo(
                 f"  the champion is a {champion.name!r} model, not {pipeline!r}: "
                 "training from scratch"
