@@ -475,7 +475,7 @@ def drain(
         rate=(counted - first) / (t_done - t_first),
         seconds=t_done - t_first,
         startup_s=t_first - t_start,
-        both_complete=both is not None,
+        both_complete=both is not None or taken_last is None,  # None: one agent reads all
         both_rate=both_rate,
         cpu_percent=100 * cpu,
         fifths=fifths,
@@ -503,6 +503,7 @@ class Lag:
     achieved_rate: float  # events/s actually produced
     behind_at_end: int  # events produced but not counted at the last sample while producing
     caught_up_s: float | None  # from the last send until it had counted everything, if it did
+    cpu_percent: float  # the worker's CPU time while the traffic was produced, % of one core
 
 
 def live_lag(
@@ -516,7 +517,7 @@ def live_lag(
     for partition, head, tail in events.make(total):
         group = groups[partition]
         group.append((head, tail))
-        if len(group) == PER_RECORD:
+        if len(group) == args.live_record_events:
             records.append((partition, list(group)))
             group.clear()
     records += [(p, g) for p, g in groups.items() if g]
@@ -544,6 +545,7 @@ def live_lag(
     try:
         produced = 0
         t0 = time.perf_counter()
+        cpu0 = _cpu_seconds(worker.pid)
         for partition, group in records:
             due = t0 + produced / args.live_rate
             delay = due - time.perf_counter()
@@ -556,6 +558,7 @@ def live_lag(
             producer.send(topic, value=value, partition=partition)
             produced += len(group)
         t_end = time.perf_counter()
+        cpu = _cpu_seconds(worker.pid) - cpu0
         producer.flush()
         # a short grace to see whether it catches up (not part of the lag figures)
         deadline = time.perf_counter() + args.catch_up_s
@@ -583,6 +586,7 @@ def live_lag(
         achieved_rate=produced / (t_end - t0),
         behind_at_end=produced - in_window[-1][1],
         caught_up_s=caught_up,
+        cpu_percent=100 * cpu / (t_end - t0),
     )
 
 
@@ -612,6 +616,12 @@ def main() -> None:
     parser.add_argument("--event-rate", type=float, default=5_000, help="backlog events per s")
     parser.add_argument("--live-rate", type=float, default=20_000, help="live events per s")
     parser.add_argument("--live-s", type=float, default=10.0, help="seconds of live traffic")
+    parser.add_argument(
+        "--live-record-events",
+        type=int,
+        default=PER_RECORD,
+        help="events per live record (a low-rate service sends records of a few events)",
+    )
     parser.add_argument("--catch-up-s", type=float, default=5.0, help="grace after live traffic")
     parser.add_argument("--sample-ms", type=float, default=100.0)
     parser.add_argument("--startup-timeout", type=float, default=60.0)
@@ -674,6 +684,7 @@ def main() -> None:
                 lag_samples=lag.samples,
                 live_behind_at_end=lag.behind_at_end,
                 live_caught_up_s=lag.caught_up_s,
+                live_cpu_percent=lag.cpu_percent,
             )
         r["rss_peak_mb"] = worker.peak_rss_kb() / 1024
         r["rss_samples_max_mb"] = max(worker.rss_kb, default=0) / 1024
@@ -740,6 +751,10 @@ def _report(r: dict[str, Any], args: argparse.Namespace) -> None:
             f"max {r['lag_max_s'] * 1000:,.0f} ms "
             f"({r['lag_samples']} samples, one per {args.sample_ms:.0f} ms: age of the oldest "
             "event produced but not yet counted)"
+        )
+        print(
+            f"    worker CPU while live: {r['live_cpu_percent']:.0f}% of a core "
+            f"({args.live_record_events} events per record)"
         )
         if r["live_events_s"] > r["worker_events_s"]:
             caught = r["live_caught_up_s"]

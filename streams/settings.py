@@ -145,6 +145,23 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a worker waits to fill a batch before it works on what it has.",
     )
+    fetch_min_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        description="Bytes a worker's fetch asks the broker for before it answers (or "
+        "fetch_max_wait_ms passes): many records per fetch at low rates.",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        description="Longest a broker holds a worker's fetch to collect fetch_min_bytes.",
+    )
+    apply_min_events: int = Field(
+        default=1000,
+        ge=1,
+        description="Events a partition collects before its windows and drift detectors are "
+        "updated (sooner at each checkpoint): fewer, larger vectorised updates at low rates.",
+    )
     dedup_capacity: int = Field(
         default=200_000, ge=0, description="Recent event ids remembered per partition for dedup."
     )
