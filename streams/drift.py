@@ -50,14 +50,18 @@ version, signal)`` gets its own detector, fed value by value:
   signal (event time: a replay samples the same values); the outcome bits'
   river detectors also see the reference outcomes (KSWIN its last 100);
 - outcome bits as 0/1, only rises reported (a falling error rate is no alert);
+  an alarm labelled ``sudden`` is looked at again ``reassess_after`` (2 000)
+  labelled outcomes later, with the 8 000 before it: when a ramp fits them
+  better than a step (:mod:`online_models.drift.reassess`), the signal is
+  reported again with pattern ``gradual`` and the alert is updated;
   ``ddm`` never forgets (its minimum rate is the lowest ever seen): the monitor
   logs a warning; prefer ``hddm_w``, ``adwin`` or ``bernoulli_cusum``.
 
 **The false-alarm budget applies to the calibrated detectors only**: river's
 run at their defaults (measured: ``adwin`` none in 3 x 20 000 stationary events,
 ``page_hinkley`` 1-2, ``kswin`` 5-7, ``eddm`` false alarms on the redo bit
-within 1 000 outcomes). Their detections have pattern ``sudden`` (they give no
-evidence of a ramp) and the statistic and threshold river exposes
+within 1 000 outcomes). Their detections have pattern ``sudden`` at the alarm
+(they give no evidence of a ramp) and the statistic and threshold river exposes
 (PageHinkley's test sum and threshold, KSWIN's ``-log10`` p-value and alpha,
 DDM's ``(p + s - p_min) / s_min`` and its drift threshold); ADWIN, HDDM_W and
 EDDM expose none: 1.0 against 1.0. The evidence is ADWIN's kept window, KSWIN's
@@ -125,7 +129,7 @@ import pickle
 import zlib
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
@@ -150,6 +154,8 @@ from online_models.drift import (
     two_sample_tests,
 )
 from online_models.drift.detectors import RiverDetector
+from online_models.drift.reassess import DEFAULT_THRESHOLD as REASSESS_THRESHOLD
+from online_models.drift.reassess import ramp_vs_step
 from online_models.drift.registry import detector_names, detector_spec, make_detector
 from online_models.drift.two_sample import DEFAULT_MIN_VALUES
 from streams.alerting.detection import Detection
@@ -169,6 +175,10 @@ __all__ = [
 
 STATE_FORMAT = 1
 CONCEPT_SIGNALS: tuple[str, ...] = ("error_rate", "redo_rate", "switch_to_typing_rate")
+REASSESS_AFTER = 2_000
+"""Outcomes of a signal after a sudden concept-drift alarm before its label is decided again."""
+REASSESS_BEFORE = 8_000
+"""Outcomes before the alarm the re-assessment looks at (:mod:`online_models.drift.reassess`)."""
 """Signal names of the outcome bits watched for concept drift."""
 
 FAMILIES = 3  # numeric CUSUM, window comparisons, outcome CUSUM
@@ -212,6 +222,7 @@ class _Config:
     seed: int
     numeric_detector: str = DEFAULT_NUMERIC_DETECTOR
     concept_detector: str = DEFAULT_CONCEPT_DETECTOR
+    reassess_after: int = REASSESS_AFTER
 
     @property
     def family_budget(self) -> float:
@@ -900,6 +911,8 @@ class _OutcomeDrift:
         self._detector: BernoulliCusum | _RiverSignals | None = None
         self._times = _EventTimes()
         self._cooldown = _Cooldown(self.config.cooldown_events)
+        self._history = np.empty((0, len(CONCEPT_SIGNALS)))
+        self._followups: list[_FollowUp] = []
 
     def observe(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Detection]]:
         datas = [row["data"] for row in rows]
@@ -925,17 +938,84 @@ class _OutcomeDrift:
         times = [row["time"] for row in rows[skipped:]]
         self._times.extend(times)
         if isinstance(self._detector, _RiverSignals):
-            return self._observe_river(
+            found = self._observe_river(
                 self._detector, bits[skipped:, self._signals], times, skipped
             )
-        alarms = self._detector.update_many(bits[skipped:, self._signals])
-        self.position += len(times)
-        found = []
-        for alarm in alarms:
-            signal = CONCEPT_SIGNALS[self._signals[alarm.signal]]
-            if self._cooldown.admit(signal, alarm.position):
-                found.append((alarm.index + skipped, self._detection(signal, alarm, times)))
-        return found
+        else:
+            alarms = self._detector.update_many(bits[skipped:, self._signals])
+            self.position += len(times)
+            found = []
+            for alarm in alarms:
+                signal = CONCEPT_SIGNALS[self._signals[alarm.signal]]
+                if self._cooldown.admit(signal, alarm.position):
+                    found.append((alarm.index + skipped, self._detection(signal, alarm, times)))
+        return found + self._follow_up(bits[skipped:], found, times, skipped)
+
+    def _follow_up(
+        self,
+        batch: np.ndarray,
+        found: list[tuple[int, Detection]],
+        times: list[datetime],
+        skipped: int,
+    ) -> list[tuple[int, Detection]]:
+        """Decide the label of recent sudden alarms again, once enough outcomes followed.
+
+        An alarm called sudden starts a follow-up that keeps the ``REASSESS_BEFORE``
+        bits of its signal before the alarm and collects ``reassess_after`` labelled
+        ones after it; then :func:`~online_models.drift.reassess.reassess_pattern`
+        decides. A ramp is reported again as a detection of the same signal with
+        pattern ``gradual`` (the alert policy updates the alert); a step, nothing.
+        """
+        if not self.config.reassess_after:
+            return []
+        history = np.concatenate([self._history, batch])
+        base = len(self._history)
+        self._history = history[-REASSESS_BEFORE:]
+        out: list[tuple[int, Detection]] = []
+        for follow in self._followups:
+            done = follow.feed(batch[:, follow.column])
+            if done is not None:
+                out += self._decided(follow, done, times, skipped)
+        for index, detection in found:
+            if detection.pattern != "sudden":
+                continue
+            column = CONCEPT_SIGNALS.index(detection.signal)
+            end = base + index - skipped + 1  # history rows up to and with the alarm
+            follow = _FollowUp(
+                detection,
+                column,
+                [history[max(0, end - REASSESS_BEFORE) : end, column]],
+                self.config.reassess_after,
+            )
+            self._followups.append(follow)
+            done = follow.feed(batch[index - skipped + 1 :, column])
+            if done is not None:
+                out += self._decided(follow, done + index - skipped + 1, times, skipped)
+        self._followups = [f for f in self._followups if f.needed > 0]
+        return out
+
+    def _decided(
+        self, follow: _FollowUp, at: int, times: list[datetime], skipped: int
+    ) -> list[tuple[int, Detection]]:
+        ratio = ramp_vs_step(np.concatenate(follow.bits))
+        if ratio <= REASSESS_THRESHOLD:
+            return []
+        first = follow.detection
+        summary = first.summary.removesuffix(" (sudden)")
+        return [
+            (
+                at + skipped,
+                replace(
+                    first,
+                    pattern="gradual",
+                    detected_at=times[at],
+                    evidence_end=times[at],
+                    summary=f"{summary}; gradual, decided {self.config.reassess_after:,} "
+                    f"outcomes after the alarm (a ramp fits better than a step by "
+                    f"{ratio:.1f} log-likelihood units)",
+                ),
+            )
+        ]
 
     def _observe_river(
         self, detectors: _RiverSignals, bits: np.ndarray, times: list[datetime], skipped: int
@@ -1051,6 +1131,8 @@ class _OutcomeDrift:
                     "detector": self._detector,
                     "times": self._times,
                     "cooldown": self._cooldown.last,
+                    "history": self._history,
+                    "followups": self._followups,
                 }
             ),
         }
@@ -1068,7 +1150,31 @@ class _OutcomeDrift:
         group._detector = progress["detector"]
         group._times = progress["times"]
         group._cooldown.last = progress["cooldown"]
+        group._history = progress.get("history", group._history)
+        group._followups = progress.get("followups", [])
         return group
+
+
+@dataclass
+class _FollowUp:
+    """A sudden concept-drift alarm waiting for outcomes after it (see ``_follow_up``)."""
+
+    detection: Detection
+    column: int
+    bits: list[np.ndarray]  # of its signal: before the alarm, then after it
+    needed: int  # labelled outcomes still to come
+
+    def feed(self, values: np.ndarray) -> int | None:
+        """Take the signal's next values; the index where the last needed one was, or None."""
+        labelled = np.cumsum(np.isfinite(values))
+        if not labelled.size or labelled[-1] < self.needed:
+            self.bits.append(values)
+            self.needed -= int(labelled[-1]) if labelled.size else 0
+            return None
+        at = int(np.searchsorted(labelled, self.needed))
+        self.bits.append(values[: at + 1])
+        self.needed = 0
+        return at
 
 
 # --------------------------------------------------------------------------- the monitor
@@ -1162,6 +1268,7 @@ class DriftMonitor:
         margin: float = 2.0,
         numeric_detector: str = DEFAULT_NUMERIC_DETECTOR,
         concept_detector: str = DEFAULT_CONCEPT_DETECTOR,
+        reassess_after: int = REASSESS_AFTER,
     ) -> None:
         if partitions < 1:
             raise DriftMonitorError(
@@ -1184,6 +1291,8 @@ class DriftMonitor:
             )
         if cooldown_events is not None and cooldown_events < 0:
             raise DriftMonitorError(f"cooldown_events must be >= 0, got {cooldown_events}")
+        if reassess_after < 0:
+            raise DriftMonitorError(f"reassess_after must be >= 0 (0: never), got {reassess_after}")
         _check_detector("numeric", numeric_detector)
         _check_detector("concept", concept_detector)
         if concept_detector == "ddm":
@@ -1204,6 +1313,7 @@ class DriftMonitor:
             seed=int(seed),
             numeric_detector=numeric_detector,
             concept_detector=concept_detector,
+            reassess_after=int(reassess_after),
         )
         self._champions: dict[str, str] = {}
         self._given: dict[Key, ReferenceProfile] = {}

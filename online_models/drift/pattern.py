@@ -58,9 +58,9 @@ from 0-2% gradual (15-33% from 10%); a trend test on the run's errors and an
 excess-count test before the run did no better. Given 1 000 more events
 after the alarm the same ratio called 57-100% of them gradual (60% of the
 5 000-wide logistic switch), given 2 000, 80-100%, with at most 7% of steps
-gradual (30 seeds, threshold set on those same seeds). The label of an alarm
-is decided at the alarm, so a gradual concept drift from a near-zero error
-rate is reported as sudden.
+gradual (30 seeds, threshold set on those same seeds). So the drift monitor
+decides the label of a sudden concept-drift alarm again 2 000 outcomes after
+it (:mod:`online_models.drift.reassess`), and reports a ramp then as gradual.
 """
 
 from __future__ import annotations

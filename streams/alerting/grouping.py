@@ -26,6 +26,9 @@ the wall clock, so a replay gives the same alerts with the same ids):
 
 Repeated detections of a signal that is already in its group only refresh it:
 a detector that fires every 100 events adds nothing until ``repeat_interval``.
+Two count as a change: a higher severity, and a signal found ``gradual`` on a
+second look (:mod:`online_models.drift.reassess`) after it fired as
+``sudden``; a gradual signal stays gradual while it fires.
 
 The alert of a group names its signal in ``signal``: the one signal, or the
 signals joined by commas, sorted (cut to fit the field, ending ``+N more``);
@@ -245,15 +248,20 @@ class AlertGrouper:
                 severity=detection.severity,
             )
         else:
-            signal.latest = detection
+            # a drift found gradual on a second look stays gradual while the signal fires
+            relabelled = detection.pattern == "gradual" and signal.latest.pattern != "gradual"
+            if detection.pattern == "gradual" or signal.latest.pattern != "gradual":
+                signal.latest = detection
             signal.last_seen = now
             signal.detections += 1
             signal.evidence_start = min(signal.evidence_start, detection.evidence_start)
             signal.evidence_end = max(signal.evidence_end, detection.evidence_end)
             group.signals.move_to_end(detection.signal)
-            if severity_rank(detection.severity) <= severity_rank(signal.severity):
+            rose = severity_rank(detection.severity) > severity_rank(signal.severity)
+            if not (rose or relabelled):
                 return sent  # a duplicate: it only pushes the signal's expiry later
-            signal.severity = detection.severity
+            if rose:
+                signal.severity = detection.severity
             group.changed_at = now
         # a change may be due at once (e.g. group_interval already passed)
         return sent + self.advance(now)

@@ -117,6 +117,20 @@ def test_rising_severity_is_a_change():
     ]
 
 
+def test_a_signal_found_gradual_on_a_second_look_is_a_change_and_stays_gradual():
+    from dataclasses import replace
+
+    g = grouper()
+    gradual = replace(detection(400), pattern="gradual")
+    sent = run(g, [detection(0), gradual, detection(800), detection(1300)], until=1300)
+    # the relabel is reported (group_interval after the first notification); the sudden
+    # detections after it neither revert the label nor count as a change
+    assert [(a.pattern, (a.detected_at - T0).total_seconds()) for a in sent] == [
+        ("sudden", 30),
+        ("gradual", 400),
+    ]
+
+
 def test_signals_resolve_after_resolve_timeout_of_quiet_and_the_group_with_them():
     g = grouper()
     sent = run(g, [detection(0, "a"), detection(5, "b"), detection(500, "b")], until=5000)
