@@ -169,34 +169,41 @@ def test_stagger_abrupt_switch_is_sudden_concept_drift_within_100_events() -> No
     assert position - 200 < index_of(concept[0].evidence_start) <= index_of(concept[0].detected_at)
 
 
-def test_stagger_gradual_switch_is_concept_drift_before_its_centre() -> None:
+def test_stagger_gradual_switch_is_concept_drift_before_its_centre_then_gradual() -> None:
     """STAGGER 0 -> 2 over W = 5 000 events centred on P = 10 000: alarm in (P - 1.5 W, P - W / 2].
 
     The drifted share ``1 / (1 + exp(-4 (i - P) / W))`` is 1.8% at P - W and
-    12% at P - W / 2. Measured (6 seeds): alarms at events 4 770-5 323, when
+    12% at P - W / 2. Measured (seeds 0-3): alarms at events 4 770-5 275, when
     about 1.5% of the events follow the new function: a model that was right
     on 99.7% of its reference events shows a rise that small within a few
     hundred events. Nothing is alarmed during the stationary stretch.
 
-    Limitation, measured: every alarm was labelled ``sudden``, and the label
-    is not asserted here. Against a reference error rate near zero the run
-    that raises the alarm holds the whole rise so far, about 15 wrong answers
-    more than the reference explains: too few to tell a rising rate from a
-    step, at the alarm, by any rule tried (measured in
-    ``online_models/drift/pattern.py``: at most 10% of such ramps called
-    gradual while keeping steps sudden; 1 000-2 000 events after the alarm
-    would be needed).
+    At the alarm every one is labelled ``sudden``: the run that raised it holds
+    the whole rise so far, about 15 wrong answers more than the reference
+    explains, too few to tell a rising rate from a step (measured in
+    ``online_models/drift/pattern.py``). 2 000 outcomes later the monitor
+    decides again (``online_models/drift/reassess.py``): measured, 3 of the 4
+    seeds are then reported ``gradual`` (seed 0's rise is still too small).
     """
     position, width = 10_000, 5_000
-    predictions, outcomes = served(
-        "stagger", (0, 2), position=position, width=width, events=position, seed=0,
-        estimator="logistic_ovr",
-    )  # fmt: skip
+    relabelled = 0
+    for seed in range(4):
+        predictions, outcomes = served(
+            "stagger", (0, 2), position=position, width=width, events=position, seed=seed,
+            estimator="logistic_ovr",
+        )  # fmt: skip
 
-    concept = of_kind(watch(predictions, outcomes), "concept_drift")
+        concept = of_kind(watch(predictions, outcomes), "concept_drift")
 
-    assert [(d.signal, d.severity) for d in concept] == [("error_rate", "critical")]
-    assert position - 1.5 * width < index_of(concept[0].detected_at) <= position - width / 2
+        assert {d.signal for d in concept} == {"error_rate"}
+        first = concept[0]
+        assert position - 1.5 * width < index_of(first.detected_at) <= position - width / 2
+        assert first.pattern == "sudden"
+        later = [(d.pattern, index_of(d.detected_at) - index_of(first.detected_at))
+                 for d in concept[1:]]  # fmt: skip
+        assert later in ([], [("gradual", 2_000)])
+        relabelled += bool(later)
+    assert relabelled >= 3
 
 
 def test_agrawal_function_switch_is_sudden_concept_drift_within_100_events() -> None:
