@@ -222,8 +222,6 @@ class MonitorApp:
         self.join_writes: dict[int, dict[str, bytes]] = defaultdict(dict)
         self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
         self.monitor_stream: StreamT | None = None
-        # the consumer generation whose partitions were last revoked (see _stale)
-        self.revoked_generation = -1
 
         app.agent(self.source, name="monitor")(self._monitor)
         app.timer(1.0, name="held-feedback")(self._release_held_feedback)
@@ -282,8 +280,6 @@ class MonitorApp:
         return windows
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        # events of this generation or older, still in hand, are not to be worked on (_stale)
-        self.revoked_generation = max(self.revoked_generation, self.app.consumer_generation_id)
         for tp in revoked:
             # another worker owns it now; if it comes back, reload from the changelog
             for state in (
@@ -338,34 +334,10 @@ class MonitorApp:
         settings = self.settings
         async for batch in stream.noack_take(settings.take_max_records, settings.take_within_s):
             by_partition: dict[int, list[EventT]] = defaultdict(list)
-            stale = 0
             for event in batch:
-                if self._stale(event):
-                    stale += 1
-                else:
-                    by_partition[event.message.partition].append(event)
-            if stale:
-                log.info(
-                    "dropped %s events taken before a rebalance: they are read again from the "
-                    "last checkpoint",
-                    stale,
-                )
+                by_partition[event.message.partition].append(event)
             for partition, events in by_partition.items():
-                if not self._stale(events[0]):  # a rebalance while the batch was worked on
-                    await self._process(stream, partition, events)
-
-    def _stale(self, event: EventT) -> bool:
-        """Whether ``event`` was fetched before this worker's partitions were last revoked.
-
-        faust drops such events from its queues on a rebalance, but not from a batch
-        an agent already holds. Working on them after the revocation would rebuild the
-        partition's state from its checkpoint and apply events past the ones the new
-        assignment reads again from there (their watermark makes those late), or
-        write state for a partition another worker owns now. They are not
-        acknowledged, so whoever owns the partition reads them again.
-        """
-        generation = event.message.generation_id
-        return generation is not None and generation <= self.revoked_generation
+                await self._process(stream, partition, events)
 
     async def _decode(
         self, event: EventT, expected: type[CloudEvent], dedup: RecentIds, topic_name: str
@@ -411,11 +383,8 @@ class MonitorApp:
         join = self._join_partition(partition)
         dedup = self.dedup[partition]
         acks = self.pending[partition]
-        join_writes = self.join_writes[partition]
-        join_records = self.join_records[partition]
-        unapplied = self.unapplied[partition]
-        predictions: Records = []
-        outcomes: Records = []
+        predictions: list[tuple[int, list[dict[str, Any]]]] = []
+        outcomes: list[tuple[int, list[dict[str, Any]]]] = []
         held = self.held_feedback[partition]
         for event in events:
             message = event.message
@@ -426,8 +395,8 @@ class MonitorApp:
                     predictions.append((message.offset, good))
                     entries = join.add_rows(good)
                     key = f"{partition}#{message.offset}"
-                    join_writes[key] = message.value
-                    join_records[key] = max(e["time_ms"] for e in entries)
+                    self.join_writes[partition][key] = message.value
+                    self.join_records[partition][key] = max(e["time_ms"] for e in entries)
                 acks.append(event)
             elif topic_name == "outcomes":
                 if good:
@@ -445,19 +414,14 @@ class MonitorApp:
                         waiting = True
                 if not waiting:
                     acks.append(event)
-        if self._stale(events[-1]):
-            return  # revoked while decoding: the state it changed is no longer this worker's
         if held and predictions:
             await self._retry_held(
                 partition, {row["data"]["request_id"] for _, rows in predictions for row in rows}
             )
+        unapplied = self.unapplied[partition]
         unapplied.add(predictions, outcomes)
-        if self._stale(events[-1]):
-            return
         if unapplied.events >= settings.apply_min_events:
             await self._apply(partition)
-        if self._stale(events[-1]):
-            return
         self.last_seen[partition] = time.monotonic()
         self.idle_published.discard(partition)
         if time.monotonic() - self.last_checkpoint[partition] >= settings.checkpoint_interval_s:
@@ -502,11 +466,8 @@ class MonitorApp:
         windows, then acknowledge.
 
         Runs while an event of ``partition`` is current, so the table writes go
-        to that partition of the changelogs. Stops where it is when the
-        partition is revoked meanwhile (its new owner starts from the last
-        complete checkpoint).
+        to that partition of the changelogs.
         """
-        epoch = self.revoked_generation
         await self._apply(partition)
         windows = self.partitions.get(partition)
         if windows is not None:
@@ -517,23 +478,17 @@ class MonitorApp:
                     partition, key, window.metrics, window.revision, final=True
                 )
                 sent.add(key)
-            if self.revoked_generation != epoch:
-                return
             for key in windows.removable():
                 windows.close(key)
                 self.windows_table.pop(f"{partition}#{key}", None)
-            dirty = windows.take_dirty()
-            for key, state in dirty.items():
+            for key, state in windows.take_dirty().items():
                 self.windows_table[f"{partition}#{key}"] = state
-            for key in dirty.keys() - sent:
                 window = windows.windows[key]
-                if window.reported:
+                if window.reported and key not in sent:
                     # a late outcome changed a reported window: report it again
                     await self._send_partial(
                         partition, key, window.metrics, window.revision, final=True
                     )
-        if self.revoked_generation != epoch:
-            return
         join = self.joins.get(partition)
         if join is not None:
             join.advance(join.watermark_ms)

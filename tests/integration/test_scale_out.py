@@ -43,7 +43,7 @@ def _counted(worker: WorkerProcess, metric: str = 'driftloop_events_total{topic=
 @pytest.mark.xfail(
     strict=False,
     reason="known bug (issue 3): after kill -9 the window totals come up short by up to 2 % "
-    "in about 1 run of 5 (2026-11-28: 4 of 18). Traced: on a rebalance faust resumes the "
+    "in some runs (2026-11-28: 5 of 17). Traced: on a rebalance faust resumes the "
     "source partitions before it seeks them to the committed offset, so a worker first "
     "takes records from its old position (6..7 with 4 committed), and faust's gap logic "
     "then commits past the records it skipped (4..5 never counted)",
