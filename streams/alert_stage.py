@@ -116,6 +116,12 @@ class AlertStage:
         self._model(window.model).seen(window.window_end, self._clock())
         return out
 
+    def on_rejected(self, model: str) -> None:
+        """A challenger retrained for ``model`` failed its gate (a ``rejected`` model event)."""
+        policy = self._models.get(model)
+        if policy is not None:
+            policy.retrain.on_rejected(model)
+
     def tick(self) -> StageOutput:
         """Let timers run: each model's event time moves on with the wall clock since its
         last event."""

@@ -713,6 +713,12 @@ class MonitorApp:
                 data = ModelEventEvent.model_validate_json(event.value).data
             except ValueError:
                 continue  # not ours to judge: the model-events topic has its own producers
+            if data.action == "rejected":
+                # the drift that asked for it is still unanswered: its alerts may ask again
+                for stage in (self.drift_alerts, self.metric_alerts):
+                    stage.on_rejected(data.model)
+                log.info("retrained %s version %s was rejected", data.model, data.version)
+                continue
             if data.action != "promoted":
                 continue
             model, version = data.model, str(data.version)

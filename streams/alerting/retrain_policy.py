@@ -120,6 +120,36 @@ class RetrainPolicy:
             seen.onset = min(seen.onset, alert.evidence.start)
         return self._decide(alert.model, now)
 
+    def on_rejected(self, model: str) -> None:
+        """A challenger retrained for ``model`` was rejected: its alerts may ask again.
+
+        An alert that caused a request causes no other while it fires; when the
+        model it asked for failed its gate, the drift is still unanswered, so
+        the alerts of ``model`` still firing can cause a request again once the
+        cooldown has passed (on a longer window, with more of the drifted data).
+
+        Examples
+        --------
+        >>> from datetime import UTC, datetime, timedelta
+        >>> policy = RetrainPolicy(RetrainPolicyConfig(cooldown=60))
+        >>> t = datetime(2026, 1, 1, 12, tzinfo=UTC)
+        >>> alert = AlertData(alert_id="a1", model="m", model_version="1", signal="error_rate",
+        ...     kind="concept_drift", severity="critical", status="firing", detector="cusum",
+        ...     statistic=20.0, threshold=13.0, detected_at=t,
+        ...     evidence={"start": t - timedelta(minutes=5), "end": t, "events": 900})
+        >>> policy.observe(alert).reason
+        'concept drift confirmed (critical) on error_rate'
+        >>> policy.advance(t + timedelta(minutes=5))  # the alert asked already
+        []
+        >>> policy.on_rejected("m")
+        >>> [r.window.end for r in policy.advance(t + timedelta(minutes=5))] == [
+        ...     t + timedelta(minutes=5)]
+        True
+        """
+        for firing in self._firing.values():
+            if firing.alert.model == model:
+                firing.requested = False
+
     def advance(self, now: datetime) -> list[RetrainRequestData]:
         """Let event time reach ``now``; the requests for drifts that persisted until then."""
         now = self._tick(now)
