@@ -60,6 +60,7 @@ from streams.events import (
     CloudEvent,
     FeedbackEvent,
     MetricsEvent,
+    ModelEventData,
     ModelEventEvent,
     OutcomeEvent,
     PredictionEvent,
@@ -709,27 +710,30 @@ class MonitorApp:
 
     async def _promotion_agent(self, stream: StreamT) -> None:
         async for event in stream.events():
-            try:
-                data = ModelEventEvent.model_validate_json(event.value).data
-            except ValueError:
-                continue  # not ours to judge: the model-events topic has its own producers
-            if data.action == "rejected":
-                # the drift that asked for it is still unanswered: its alerts may ask again
-                for stage in (self.drift_alerts, self.metric_alerts):
-                    stage.on_rejected(data.model)
-                log.info("retrained %s version %s was rejected", data.model, data.version)
-                continue
-            if data.action != "promoted":
-                continue
-            model, version = data.model, str(data.version)
-            digest, profile = self._stored_reference(model, version)
-            self.reference_digests[(model, version)] = digest
-            for partition, monitor in self.drift_monitors.items():
-                monitor.on_promoted(model, version)
-                if profile is not None:
-                    monitor.set_reference(model, version, profile)
-                self.reference_applied[partition][(model, version)] = digest
-            log.info("drift detectors re-anchored on %s version %s", model, version)
+            # the SDK sends CloudEvents in batched mode: a record may hold several; what is
+            # not a valid model event is not ours to judge (the topic has its own producers)
+            for item in decode_record(event.value).events:
+                if isinstance(item, ModelEventEvent):
+                    await self._on_model_event(item.data)
+
+    async def _on_model_event(self, data: ModelEventData) -> None:
+        if data.action == "rejected":
+            # the drift that asked for it is still unanswered: its alerts may ask again
+            for stage in (self.drift_alerts, self.metric_alerts):
+                stage.on_rejected(data.model)
+            log.info("retrained %s version %s was rejected", data.model, data.version)
+            return
+        if data.action != "promoted":
+            return
+        model, version = data.model, str(data.version)
+        digest, profile = self._stored_reference(model, version)
+        self.reference_digests[(model, version)] = digest
+        for partition, monitor in self.drift_monitors.items():
+            monitor.on_promoted(model, version)
+            if profile is not None:
+                monitor.set_reference(model, version, profile)
+            self.reference_applied[partition][(model, version)] = digest
+        log.info("drift detectors re-anchored on %s version %s", model, version)
 
     async def _drift_alert_agent(self, stream: StreamT) -> None:
         async for event in stream.events():
