@@ -22,26 +22,18 @@ import time
 
 import numpy as np
 
-from online_models.drift.bernoulli import BernoulliCusum
 from online_models.drift.reassess import DEFAULT_THRESHOLD, ramp_vs_step
-from streams.drift import RATE_BOUND_SE, REASSESS_BEFORE
+from streams.drift import REASSESS_BEFORE, outcome_detector
 
 REFERENCE = 2_000
 BUDGET = 6_000_000
 LENGTH = 30_000
 
 
-def detector(reference: np.ndarray) -> BernoulliCusum:
-    floor = 0.5 / reference.size
-    rate = min(max(float(reference.mean()), floor), 1.0 - floor)
-    bound = min(rate + RATE_BOUND_SE * np.sqrt(rate * (1 - rate) / reference.size), 1 - floor)
-    return BernoulliCusum(reference_rate=bound, false_alarm_budget=BUDGET)
-
-
 def first_alarm(rates: np.ndarray, seed: int, after: int) -> tuple[str, float] | None:
     rng = np.random.default_rng(seed)
     errors = (rng.random(rates.size) < rates).astype(np.float64)
-    watch = detector(errors[:REFERENCE])
+    watch = outcome_detector(errors[:REFERENCE], false_alarm_budget=BUDGET)
     for start in range(REFERENCE, rates.size, 500):
         alarms = watch.update_many(errors[start : start + 500])
         if alarms:

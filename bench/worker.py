@@ -356,10 +356,6 @@ class Worker:
         match = _COUNTER.search(body.decode())
         return int(float(match.group(1))) if match else 0
 
-    def records_taken_by_both(self) -> int | None:
-        """None: one agent reads the records now (it used to be two, monitor and join)."""
-        return None
-
     def sample_memory(self) -> None:
         rss = _proc_status(self.pid).get("VmRSS")
         if rss is not None:
@@ -394,29 +390,24 @@ class Drain:
     rate: float  # events/s the monitor agent counted
     seconds: float
     startup_s: float  # from start to the first non-zero reading
-    both_complete: bool  # the join agent had taken every record too
-    both_rate: float | None  # events/s to the point both agents had taken everything
     cpu_percent: float  # of one core, while draining
     fifths: list[float]  # monitor events/s over each fifth of the backlog (empty if incomplete)
 
     @property
     def sustained(self) -> float:
-        """The slower of the two agents: what the worker keeps up with."""
-        return min(self.rate, self.both_rate) if self.both_rate is not None else self.rate
+        """What the worker keeps up with: the monitor agent's rate."""
+        return self.rate
 
 
-def drain(
-    worker: Worker, expected: int, records: int, deadline: float, args: argparse.Namespace
-) -> Drain:
-    """Poll the worker until both agents have read the backlog (see the module docstring)."""
+def drain(worker: Worker, expected: int, deadline: float, args: argparse.Namespace) -> Drain:
+    """Poll the worker until it has counted the backlog (see the module docstring)."""
     interval = args.sample_ms / 1000
     t_start = time.perf_counter()
     t_first = 0.0
     first = 0
     cpu_first = 0.0
     done: tuple[float, int] | None = None  # (time, count) when the monitor counted everything
-    both: tuple[float, int] | None = None  # (time, records) when both agents took everything
-    last: tuple[float, int, int | None] = (t_start, 0, None)
+    last: tuple[float, int] = (t_start, 0)
     trace: list[tuple[float, int]] = []
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -425,20 +416,17 @@ def drain(
                 raise RuntimeError(f"the worker exited early:\n{worker.log_tail()}")
             now = time.perf_counter()
             count = worker.counted()
-            taken = worker.records_taken_by_both() if count is not None else None
             worker.sample_memory()
             if count is not None:
                 if last[1] == 0 and not trace:
                     worker.check_is_python()  # it answers: it has exec'ed
-                last = (now, count, taken)
+                last = (now, count)
                 trace.append((now, count))
             if count and not first:
                 first, t_first, cpu_first = count, now, _cpu_seconds(worker.pid)
             if count is not None and count >= expected and done is None:
                 done = (now, count)
-            if taken is not None and taken >= records and both is None:
-                both = (now, taken)
-            if done is not None and (both is not None or taken is None):
+            if done is not None:
                 break
             if now > deadline:
                 break
@@ -457,14 +445,9 @@ def drain(
             spy.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 spy.wait(30)
-    t_last, count_last, taken_last = last
+    t_last, count_last = last
     cpu = (_cpu_seconds(worker.pid) - cpu_first) / max(t_last - t_first, 1e-9)
     t_done, counted = done or (t_last, count_last)
-    both_rate = None
-    if both is not None:
-        both_rate = (expected - first) / (both[0] - t_first)
-    elif taken_last is not None:  # not finished: the events in the records both had taken
-        both_rate = (taken_last * expected / records - first) / (t_last - t_first)
     fifths: list[float] = []
     if done is not None:
         marks = [first + k * (expected - first) / 5 for k in range(6)]
@@ -475,8 +458,6 @@ def drain(
         rate=(counted - first) / (t_done - t_first),
         seconds=t_done - t_first,
         startup_s=t_first - t_start,
-        both_complete=both is not None or taken_last is None,  # None: one agent reads all
-        both_rate=both_rate,
         cpu_percent=100 * cpu,
         fifths=fifths,
     )
@@ -662,11 +643,10 @@ def main() -> None:
 
         worker.start()
         deadline = started + args.budget - args.live_s - args.catch_up_s - 10
-        d = drain(worker, args.events, r["records"], deadline, args)
+        d = drain(worker, args.events, deadline, args)
         r.update(
-            drained=d.complete and d.both_complete,
+            drained=d.complete,
             monitor_events_s=d.rate,
-            both_agents_events_s=d.both_rate,
             worker_events_s=d.sustained,
             worker_drain_s=d.seconds,
             worker_startup_s=d.startup_s,
@@ -733,11 +713,6 @@ def _report(r: dict[str, Any], args: argparse.Namespace) -> None:
     if r["monitor_events_s_by_fifth"]:
         fifths = ", ".join(f"{rate:,.0f}" for rate in r["monitor_events_s_by_fifth"])
         print(f"    by fifth of the backlog: {fifths}")
-    if r["both_agents_events_s"] is not None:
-        print(
-            f"  worker, join agent too      {r['both_agents_events_s']:>9,.0f} events/s "
-            "(until the join agent, which reads the same records, had taken them all)"
-        )
     if not r["drained"]:
         print(f"  (the backlog was not read in full within the --budget of {args.budget:.0f} s)")
     print(

@@ -171,6 +171,7 @@ __all__ = [
     "STATE_FORMAT",
     "DriftMonitor",
     "DriftMonitorError",
+    "outcome_detector",
 ]
 
 STATE_FORMAT = 1
@@ -1082,13 +1083,10 @@ class _OutcomeDrift:
             river.restart_counts()
             self._detector = river
             return
-        # watch against an upper bound of the rate: an underestimated reference rate costs
-        # false alarms exponentially in the threshold (measured: 5x the nominal rate)
-        bound = rates + RATE_BOUND_SE * np.sqrt(rates * (1.0 - rates) / counts)
-        self._detector = BernoulliCusum(
-            rate_ratio=self.config.rate_ratio,
-            reference_rate=np.minimum(bound, 1.0 - floor).tolist(),
+        self._detector = outcome_detector(
+            sample[:, self._signals],
             false_alarm_budget=self.config.family_budget * self.config.margin,
+            rate_ratio=self.config.rate_ratio,
         )
 
     def _detection(self, signal: str, alarm: Alarm, times: list[datetime]) -> Detection:
@@ -1175,6 +1173,36 @@ class _FollowUp:
         self.bits.append(values[: at + 1])
         self.needed = 0
         return at
+
+
+def outcome_detector(
+    reference: np.ndarray, *, false_alarm_budget: float, rate_ratio: float = 2.0
+) -> BernoulliCusum:
+    """The Bernoulli CUSUM the monitor watches outcome bits with, learned from ``reference``.
+
+    ``reference`` holds 0/1 bits, one column per signal (or one signal, 1-D);
+    NaN is an unlabelled outcome. Each rate is kept within ``0.5 / n`` of 0 and
+    1 (a reference without a single error still works) and watched against its
+    upper bound, rate + ``RATE_BOUND_SE`` standard errors: an underestimated
+    reference rate costs false alarms exponentially in the threshold
+    (measured: 5x the nominal rate).
+
+    Examples
+    --------
+    >>> bits = np.r_[np.zeros(950), np.ones(50)]  # 5 % errors
+    >>> round(outcome_detector(bits, false_alarm_budget=1e6).reference[0][0], 4)
+    0.0638
+    """
+    sample = np.asarray(reference, dtype=np.float64)
+    counts = np.isfinite(sample).sum(axis=0)
+    floor = 0.5 / counts
+    rates = np.clip(np.nanmean(sample, axis=0), floor, 1.0 - floor)
+    bound = np.minimum(rates + RATE_BOUND_SE * np.sqrt(rates * (1.0 - rates) / counts), 1.0 - floor)
+    return BernoulliCusum(
+        rate_ratio=rate_ratio,
+        reference_rate=bound.tolist() if sample.ndim > 1 else float(bound),
+        false_alarm_budget=false_alarm_budget,
+    )
 
 
 # --------------------------------------------------------------------------- the monitor

@@ -120,10 +120,10 @@ def ramp_vs_step(
     best = -math.inf
     top = min(1.0 - _EPS, max(float(k.max()) / n, _EPS) * 1.2)
     for t in range(1, m - 1, 2):
-        a = max(cum[t - 1] / (n * t), _EPS)
-        flat = (
-            _xlogy(np.array([cum[t - 1]]), np.array([a]))[0]
-            + _xlogy(np.array([n * t - cum[t - 1]]), np.array([1.0 - a]))[0]
+        errors, count = float(cum[t - 1]), n * t
+        a = max(errors / count, _EPS)
+        flat = (errors * math.log(a) if errors > 0 else 0.0) + (
+            (count - errors) * math.log(max(1.0 - a, _EPS)) if count > errors else 0.0
         )
         rest = k[t:]
         pos = centres[t:] - t  # bins since the change

@@ -14,33 +14,34 @@ import pytest
 from scipy.signal import lfilter
 
 from online_models.drift.base import Alarm
-from online_models.drift.bernoulli import BernoulliCusum
 from online_models.drift.pattern import classify_pattern, drift_noise
-from streams.drift import RATE_BOUND_SE
+from streams.drift import outcome_detector
 
 REFERENCE = 2_000
 BUDGET = 6_000_000
 
 
-def outcome_detector(reference: np.ndarray) -> BernoulliCusum:
-    """A detector of error bits as the drift monitor builds it from ``reference``."""
-    count = reference.size
-    floor = 0.5 / count
-    rate = min(max(float(reference.mean()), floor), 1.0 - floor)
-    bound = min(rate + RATE_BOUND_SE * np.sqrt(rate * (1.0 - rate) / count), 1.0 - floor)
-    return BernoulliCusum(reference_rate=bound, false_alarm_budget=BUDGET)
+def first_alarm_on(errors: np.ndarray) -> tuple[Alarm, int] | None:
+    """First alarm on error bits, and its index in ``errors``, with the first REFERENCE
+    bits as the detector's reference (as the drift monitor builds it)."""
+    detector = outcome_detector(errors[:REFERENCE], false_alarm_budget=BUDGET)
+    for start in range(REFERENCE, errors.size, 1_000):
+        alarms = detector.update_many(errors[start : start + 1_000])
+        if alarms:
+            return alarms[0], start + alarms[0].index
+    return None
+
+
+def draw(rates: np.ndarray, seed: int) -> np.ndarray:
+    """0/1 error bits drawn at ``rates``."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(rates.size) < rates).astype(np.float64)
 
 
 def first_alarm(rates: np.ndarray, seed: int) -> Alarm | None:
     """First alarm on error bits drawn at ``rates``; positions count from the reference's end."""
-    rng = np.random.default_rng(seed)
-    errors = (rng.random(rates.size) < rates).astype(np.float64)
-    detector = outcome_detector(errors[:REFERENCE])
-    for start in range(REFERENCE, rates.size, 1_000):
-        alarms = detector.update_many(errors[start : start + 1_000])
-        if alarms:
-            return alarms[0]
-    return None
+    found = first_alarm_on(draw(rates, seed))
+    return None if found is None else found[0]
 
 
 def test_drift_noise_is_the_spread_of_the_slow_average_of_a_stationary_signal() -> None:

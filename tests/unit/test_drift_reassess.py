@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from test_drift_pattern import REFERENCE, outcome_detector
+from test_drift_pattern import REFERENCE, draw, first_alarm_on
 
 from online_models.drift.reassess import DEFAULT_THRESHOLD, ramp_vs_step, reassess_pattern
 from streams.drift import REASSESS_AFTER, REASSESS_BEFORE, DriftMonitor
@@ -21,18 +21,13 @@ SEEDS = 20
 
 def around_first_alarm(rates: np.ndarray, seed: int) -> tuple[str, np.ndarray] | None:
     """The at-alarm label and the bits a re-assessment sees, or None without an alarm."""
-    rng = np.random.default_rng(seed)
-    errors = (rng.random(rates.size) < rates).astype(np.float64)
-    detector = outcome_detector(errors[:REFERENCE])
-    for start in range(REFERENCE, rates.size, 500):
-        alarms = detector.update_many(errors[start : start + 500])
-        if alarms:
-            at = start + alarms[0].index
-            if at + 1 + REASSESS_AFTER > rates.size:
-                return None
-            lo = max(REFERENCE, at + 1 - REASSESS_BEFORE)
-            return alarms[0].pattern, errors[lo : at + 1 + REASSESS_AFTER]
-    return None
+    errors = draw(rates, seed)
+    found = first_alarm_on(errors)
+    if found is None or found[1] + 1 + REASSESS_AFTER > rates.size:
+        return None
+    alarm, at = found
+    lo = max(REFERENCE, at + 1 - REASSESS_BEFORE)
+    return alarm.pattern, errors[lo : at + 1 + REASSESS_AFTER]
 
 
 def _ramp(before: float, after: float, width: int, start: int = 8_000) -> np.ndarray:
