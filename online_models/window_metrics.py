@@ -283,13 +283,18 @@ class _Numbers:
 
 
 class _Feature:
-    """One feature: its numeric values and its string values, each created when first seen."""
+    """One feature: its numeric values and its string values, each created when first seen.
 
-    __slots__ = ("categories", "numbers")
+    Its state is kept until the feature changes: a window is written again for
+    every late outcome, and its features' states (most of its size) stay the same.
+    """
+
+    __slots__ = ("_state", "categories", "numbers")
 
     def __init__(self) -> None:
         self.numbers: _Numbers | None = None
         self.categories: Frequencies | None = None
+        self._state: dict[str, Any] | None = None
 
     @property
     def present(self) -> int:
@@ -300,6 +305,7 @@ class _Feature:
     def add_column(
         self, column: Sequence[Any], relative_accuracy: float, max_categories: int
     ) -> None:
+        self._state = None
         numbers: Sequence[Any] = ()
         strings: Sequence[Any] = ()
         if isinstance(column, np.ndarray) and column.dtype.kind in "biuf":
@@ -326,6 +332,7 @@ class _Feature:
             self.categories.add_many(strings)
 
     def merge(self, other: _Feature, relative_accuracy: float, max_categories: int) -> None:
+        self._state = None
         if other.numbers is not None:
             if self.numbers is None:
                 self.numbers = _Numbers(relative_accuracy)
@@ -336,10 +343,13 @@ class _Feature:
             self.categories.merge(other.categories)
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "numbers": self.numbers.to_state() if self.numbers else None,
-            "categories": self.categories.to_state() if self.categories else None,
-        }
+        """The feature's state (the same object until the feature changes: do not alter it)."""
+        if self._state is None:
+            self._state = {
+                "numbers": self.numbers.to_state() if self.numbers else None,
+                "categories": self.categories.to_state() if self.categories else None,
+            }
+        return self._state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> _Feature:

@@ -347,11 +347,33 @@ class _BucketStore:
         return self.offset + int(np.searchsorted(cumulative, rank, side="right"))
 
     def to_state(self) -> dict[str, Any]:
-        return {"offset": self.offset, "counts": self.counts.tolist()}
+        """Sparse: the span's size, the gaps between its non-empty buckets, and their counts.
+
+        A window of a hundred values spans thousands of buckets of which a few
+        percent are non-empty, so this is an order of magnitude smaller (and
+        quicker to write) than the dense counts. ``gaps[0]`` is the first
+        non-empty bucket's position in the span, ``gaps[i]`` the distance from
+        the one before.
+        """
+        if not self.counts.size:
+            return {"offset": self.offset, "size": 0, "gaps": [], "n": []}
+        at = np.flatnonzero(self.counts)
+        gaps = at.copy()  # (np.diff with prepend costs more than the rest together)
+        gaps[1:] -= at[:-1]
+        return {
+            "offset": self.offset,
+            "size": int(self.counts.size),
+            "gaps": gaps.tolist(),
+            "n": self.counts[at].tolist(),
+        }
 
     def load(self, state: dict[str, Any]) -> None:
         self.offset = int(state["offset"])
-        self.counts = np.asarray(state["counts"], dtype=np.int64)
+        if "counts" in state:  # the dense form written before sparse states
+            self.counts = np.asarray(state["counts"], dtype=np.int64)
+        else:
+            self.counts = np.zeros(int(state["size"]), dtype=np.int64)
+            self.counts[np.cumsum(np.asarray(state["gaps"], dtype=np.int64))] = state["n"]
         self.total = int(self.counts.sum())
 
 

@@ -183,3 +183,24 @@ def test_state_survives_json_and_pickle_exactly() -> None:
     through_json.merge(more)
     sketch.merge(more)
     assert through_json.to_state() == sketch.to_state()
+
+
+def test_state_is_sparse_and_the_dense_form_still_loads() -> None:
+    # a window's hundred values spread over many octaves: a wide span, mostly empty buckets
+    values = np.random.default_rng(5).lognormal(0.0, 3.0, 100)
+    sketch = QuantileSketch()
+    sketch.add_many(values)
+    state = sketch.to_state()
+    positive = state["positive"]
+    assert len(positive["gaps"]) == len(positive["n"]) <= 100 < positive["size"]
+    dense = {
+        **state,
+        "positive": {"offset": positive["offset"], "counts": [0] * positive["size"]},
+    }
+    for at, n in zip(np.cumsum(positive["gaps"]), positive["n"], strict=True):
+        dense["positive"]["counts"][at] = n
+    assert len(json.dumps(positive)) * 3 < len(json.dumps(dense["positive"]))
+    from_dense = QuantileSketch.from_state(dense)
+    assert from_dense.to_state() == state
+    for q in QUANTILES:
+        assert from_dense.quantile(q) == sketch.quantile(q)

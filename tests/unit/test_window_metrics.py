@@ -435,6 +435,28 @@ def test_round_trip_gives_identical_metrics_and_still_merges() -> None:
     assert_same_metrics(restored.metrics(WINDOW_S), whole.metrics(WINDOW_S))
 
 
+def test_state_after_every_change_is_the_state_of_a_window_built_afresh() -> None:
+    # features keep their states between changes: a stale one would show up here
+    events = seeded_events(seed=8, count=600)
+    window, other = WindowMetrics(), WindowMetrics()
+    feed(other, events[500:])
+    for start in range(0, 500, 100):
+        before = json.dumps(window.to_state())
+        feed(window, events[start : start + 100])
+        fresh = WindowMetrics()  # the same batches, its state never asked for before
+        for first in range(0, start + 100, 100):
+            feed(fresh, events[first : first + 100])
+        assert json.dumps(window.to_state()) == json.dumps(fresh.to_state()) != before
+    window.merge(other)
+    fresh = WindowMetrics.from_state(json.loads(json.dumps(fresh.to_state())))
+    fresh.merge(other)
+    assert window.to_state() == fresh.to_state()
+    again = WindowMetrics.from_state(json.loads(json.dumps(window.to_state())))
+    feed(again, events[:10])
+    feed(window, events[:10])
+    assert again.to_state() == window.to_state()
+
+
 def test_merge_leaves_the_other_untouched_and_shares_nothing() -> None:
     events = seeded_events(seed=6, count=300)
     source, target = WindowMetrics(), WindowMetrics()
