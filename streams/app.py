@@ -27,14 +27,16 @@ Two stages:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +45,7 @@ import faust
 import faust.streams
 import numpy as np
 import redis
+from faust.exceptions import NotReady
 from faust.types import TP, EventT, StreamT
 from mode.utils.times import want_seconds
 
@@ -206,6 +209,9 @@ class MonitorApp:
         # decoded events not yet added to the windows and detectors (see _apply)
         self.unapplied: dict[int, _Unapplied] = defaultdict(_Unapplied)
         self.last_checkpoint: dict[int, float] = defaultdict(float)
+        # reported windows that late outcomes changed: key -> when to report them again
+        self.rereport_due: dict[int, dict[str, float]] = defaultdict(dict)
+        self.checkpointing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[int, float] = {}
         self.idle_published: set[int] = set()
         self.dedup: dict[int, RecentIds] = {}
@@ -225,7 +231,7 @@ class MonitorApp:
         self.monitor_stream: StreamT | None = None
 
         app.agent(self.source, name="monitor")(self._monitor)
-        app.timer(1.0, name="held-feedback")(self._release_held_feedback)
+        app.timer(1.0, name="held-feedback")(self._unless_stopping(self._release_held_feedback))
         app.agent(self.partials, name="merge")(self._merge)
         policy = (
             AlertPolicyConfig.from_yaml(settings.alert_policy_file)
@@ -238,7 +244,7 @@ class MonitorApp:
         self.drift_monitors: dict[int, DriftMonitor] = {}
         app.agent(self.detections_topic, name="drift-alerts")(self._drift_alert_agent)
         app.agent(self.metrics_topic, name="metric-alerts")(self._metric_alert_agent)
-        app.timer(1.0, name="alert-timers")(self._alert_timers)
+        app.timer(1.0, name="alert-timers")(self._unless_stopping(self._alert_timers))
         # references stored in Redis ('driftloop reference set', the retrain worker), and
         # promotions, which re-anchor the detectors on the new champion
         self.references = ReferenceStore(
@@ -251,12 +257,30 @@ class MonitorApp:
         self.model_events_topic = app.topic(settings.topic("model-events"), **raw)
         app.agent(self.model_events_topic, name="promotions")(self._promotion_agent)
         app.timer(settings.reference_refresh_s, name="references")(self._refresh_references)
-        app.timer(1.0, name="idle-windows")(self._publish_idle_windows)
-        app.timer(0.5, name="publish-metrics")(self._publish_metrics)
+        app.timer(1.0, name="idle-windows")(self._unless_stopping(self._publish_idle_windows))
+        app.timer(0.5, name="publish-metrics")(self._unless_stopping(self._publish_metrics))
         app.on_partitions_revoked.connect(self._on_revoked)
         # faust calls a page function as (view, request)
         app.page("/metrics")(self._metrics_page())
         app.page("/healthz")(self._health_page())
+
+    def _unless_stopping(self, timer: Callable[[], Awaitable[None]]) -> Callable[[], Any]:
+        """``timer``, except that a send refused because the worker is stopping ends it quietly.
+
+        faust stops the producer while timers may still be running; what they
+        did not send is sent again by the next worker (nothing was acknowledged).
+        """
+
+        @functools.wraps(timer)
+        async def run() -> None:
+            try:
+                await timer()
+            except NotReady:
+                if not self.app.should_stop:
+                    raise
+                log.info("%s: the producer stopped; left to the next start", timer.__name__)
+
+        return run
 
     # ------------------------------------------------------------------ stage 1
 
@@ -294,6 +318,7 @@ class MonitorApp:
                 self.held_feedback,
                 self.drift_monitors,
                 self.reference_applied,
+                self.rereport_due,
             ):
                 state.pop(tp.partition, None)
             self.last_seen.pop(tp.partition, None)
@@ -469,9 +494,16 @@ class MonitorApp:
         Runs while an event of ``partition`` is current, so the table writes go
         to that partition of the changelogs.
         """
+        # the agent and the idle timer both checkpoint; their sends await, so one at a time
+        async with self.checkpointing[partition]:
+            await self._checkpoint_now(stream, partition)
+
+    async def _checkpoint_now(self, stream: StreamT, partition: int) -> None:
         await self._apply(partition)
         windows = self.partitions.get(partition)
         if windows is not None:
+            now = time.monotonic()
+            due = self.rereport_due[partition]
             sent: set[str] = set()
             for key in windows.closable():
                 window = windows.mark_reported(key)
@@ -480,16 +512,30 @@ class MonitorApp:
                 )
                 sent.add(key)
             for key in windows.removable():
-                windows.close(key)
-                self.windows_table.pop(f"{partition}#{key}", None)
-            for key, state in windows.take_dirty().items():
-                self.windows_table[f"{partition}#{key}"] = state
-                window = windows.windows[key]
-                if window.reported and key not in sent:
-                    # a late outcome changed a reported window: report it again
+                window = windows.windows.get(key)
+                if window is None:
+                    continue
+                if due.pop(key, None) is not None:
                     await self._send_partial(
                         partition, key, window.metrics, window.revision, final=True
                     )
+                if key in windows.windows:
+                    windows.close(key)
+                    self.windows_table.pop(f"{partition}#{key}", None)
+            interval = self.settings.rereport_interval_s
+            for key, state in windows.take_dirty().items():
+                self.windows_table[f"{partition}#{key}"] = state
+                if windows.windows[key].reported and key not in sent and key not in due:
+                    # a late outcome changed a reported window: report it again, once
+                    # for all the outcomes of the next rereport_interval_s
+                    due[key] = now + interval
+            for key in [k for k, when in due.items() if when <= now]:
+                window = windows.windows.get(key)
+                if due.pop(key, None) is None or window is None:
+                    continue
+                await self._send_partial(
+                    partition, key, window.metrics, window.revision, final=True
+                )
         join = self.joins.get(partition)
         if join is not None:
             join.advance(join.watermark_ms)
@@ -540,6 +586,7 @@ class MonitorApp:
                 await self._send_partial(
                     partition, key, window.metrics, window.revision, final=False
                 )
+            self.rereport_due.pop(partition, None)  # all of them went out just now
             self.idle_published.add(partition)
 
     # ------------------------------------------------------------------ join

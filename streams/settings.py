@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         description="How long after a window was reported it still takes outcomes (feedback "
         "comes later than predictions); it is reported again when one changes it.",
     )
+    rereport_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A reported window that late outcomes change is reported again at most "
+        "this often (wall-clock seconds): one partial for all the outcomes meanwhile.",
+    )
     idle_close_s: float = Field(
         default=5.0,
         gt=0,

@@ -13,6 +13,7 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -139,6 +140,102 @@ def test_window_metrics_match_a_pandas_oracle_through_the_broker(worker, t0):
         assert m["feature.loudness_db.missing_rate"] == 0.0
         exact_p95 = float(np.quantile(group["latency"], 0.95, method="lower"))
         assert m["latency_p95_ms"] == pytest.approx(exact_p95, rel=0.02)
+
+
+def test_late_feedback_reaches_reported_windows_while_traffic_goes_on(worker, t0):
+    """Windows reported before their feedback came are reported again with it.
+
+    Traffic of another model keeps every partition busy meanwhile, so no
+    partition goes idle (which would publish all its windows anyway): the
+    feedback can only reach the metrics through the throttled re-reports.
+    """
+    model = "late-model"
+    sim = VoiceSearchSimulator(seed=11, model=model, start=t0, requests_per_second=20)
+    requests = list(sim.requests(400))  # 20 s of event time: two windows
+    keepalive_ids = [
+        next(f"keep-{p}-{i}" for i in range(10_000) if partition_for_key(f"keep-{p}-{i}", 4) == p)
+        for p in range(4)
+    ]
+    keep = VoiceSearchSimulator(seed=12, model="keepalive-model", start=t0)
+    template = next(iter(keep.requests(1))).prediction
+    stop = threading.Event()
+
+    def keep_busy(pub: Publisher) -> None:
+        # event time 60 s on: closes (reports) the late-model windows on every partition
+        for tick in itertools.count():
+            if stop.wait(0.3):
+                return
+            for p, request_id in enumerate(keepalive_ids):
+                pub.publish(
+                    "prediction",
+                    {**template, "request_id": f"{request_id}-{tick}"},
+                    time=t0 + timedelta(seconds=60, milliseconds=10 * tick),
+                    id=f"keepalive-{p}-{tick}",
+                )
+            pub.flush()
+
+    with Publisher(worker) as pub:
+        for r in requests:
+            pub.publish("prediction", r.prediction, time=r.predicted_at)
+        pub.flush()
+        busy = threading.Thread(target=keep_busy, args=(pub,), daemon=True)
+        busy.start()
+        try:
+            time.sleep(4)  # the windows close and are reported without any feedback
+            # feedback in its own time order, at twice real time: it trickles in for ~25 s
+            began = time.monotonic()
+            with Publisher(worker) as fb:
+                for r in sorted(requests, key=lambda r: r.feedback_at):
+                    ahead = (r.feedback_at - t0).total_seconds() / 2 - (time.monotonic() - began)
+                    if ahead > 0:
+                        fb.flush()
+                        time.sleep(ahead)
+                    fb.publish("feedback", r.feedback, time=r.feedback_at)
+            latest = _latest_outcome_metrics(worker, model, want=len(requests))
+        finally:
+            stop.set()
+            busy.join()
+
+    # an outcome counts in the window of its feedback's time
+    frame = pd.DataFrame(
+        {
+            "window": r.feedback_at.replace(
+                second=r.feedback_at.second // WINDOW_S * WINDOW_S, microsecond=0
+            ),
+            "segment": json.dumps(r.prediction["segment"], sort_keys=True),
+            "redo": r.feedback["redo_search"],
+        }
+        for r in requests
+    )
+    expected = frame.groupby(["window", "segment"])
+    assert {key for key, ev in latest.items() if ev.data.metrics.get("outcomes")} == set(
+        expected.groups
+    )
+    reported_before = {
+        r.predicted_at.replace(second=r.predicted_at.second // WINDOW_S * WINDOW_S, microsecond=0)
+        for r in requests
+    }
+    assert reported_before <= {window for window, _ in expected.groups}
+    for (window, segment), group in expected:
+        m = latest[(window, segment)].data.metrics
+        assert m["outcomes"] == len(group), (window, segment)
+        assert m["redo_rate"] == pytest.approx(group["redo"].mean())
+
+
+def _latest_outcome_metrics(settings: Settings, model: str, want: int, timeout: float = 60) -> dict:
+    """Latest metrics event per window of ``model``, once they hold ``want`` outcomes."""
+    latest: dict[tuple, object] = {}
+    deadline = time.monotonic() + timeout
+    with EventReader(settings, ["metrics"]) as reader:
+        while time.monotonic() < deadline:
+            for item in reader.items(until_idle_s=1, max_wait_s=3):
+                ev = item.event
+                if ev is not None and ev.data.model == model:
+                    seg = json.dumps(ev.data.segment, sort_keys=True)
+                    latest[(ev.data.window_start, seg)] = ev
+            if sum(e.data.metrics.get("outcomes") or 0 for e in latest.values()) >= want:
+                break
+    return latest
 
 
 def test_feedback_joins_into_outcomes_and_unmatched_feedback_is_dead_lettered(worker, t0):
