@@ -67,6 +67,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 TOPICS = ("model-events", "metrics")
+WAITING_LOG_S = 30.0  # how often the log says what a rollout step is waiting for
 
 
 class EventSink(Protocol):
@@ -158,6 +159,7 @@ class RolloutRunner:
         self._states: dict[str, RolloutState | None] = {}
         self._windows: dict[str, dict[str, MetricWindow]] = {}
         self._dirty: set[str] = set()
+        self._waiting_logged: dict[str, datetime] = {}
 
     # ------------------------------------------------------------------ keys
 
@@ -283,7 +285,20 @@ class RolloutRunner:
             if state is None:
                 continue
             windows = self._windows.get(model, {}).values()
-            self._apply(model, self.controller.evaluate(state, windows, now=self._clock()))
+            now = self._clock()
+            decision = self.controller.evaluate(state, windows, now=now)
+            if decision.changed:
+                self._waiting_logged.pop(model, None)
+            elif decision.note and state.policy.challenger is not None:
+                # what the step waits for (e.g. samples per arm), every WAITING_LOG_S
+                last = self._waiting_logged.get(model)
+                if last is None or (now - last).total_seconds() >= WAITING_LOG_S:
+                    self._waiting_logged[model] = now
+                    self._log(
+                        f"{model} v{state.policy.challenger} at {state.policy.phase} "
+                        f"{state.policy.fraction:.0%}: waiting ({decision.note})"
+                    )
+            self._apply(model, decision)
 
     def poll_approvals(self, models: Sequence[str] | None = None) -> None:
         """Carry out every step awaiting approval that was approved in the registry."""

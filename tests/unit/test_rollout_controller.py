@@ -520,3 +520,30 @@ def test_reference_arm_round_trips() -> None:
         {"redo_rate": ArmWindow(10, 1, 0, 99.0)},
     )
     assert RolloutState.from_json(state.to_json()) == state
+
+
+def test_runner_says_what_a_step_waits_for_every_half_minute() -> None:
+    client, registry = setup_registry()
+    controller = RolloutController(RolloutGate(min_samples=400), error_signal="redo_rate")
+    clock, sink, lines = Clock(), Events(), []
+    runner = RolloutRunner(
+        controller, client, registry, sink, namespace="ns:", clock=clock, log=lines.append
+    )
+    runner.handle(published(2))
+    rng = random.Random(5)
+    for second in range(0, 70, 10):
+        clock.now = T0 + timedelta(seconds=second + 1)
+        start = T0 + timedelta(seconds=second + 1)
+        for event in metrics_events(
+            windows_for(rng, 1, start, requests=20, redo_rate=0.1)
+            + windows_for(rng, 2, start, requests=20, redo_rate=0.1)
+        ):
+            runner.handle(event)
+        runner.evaluate()
+    waiting = [line for line in lines if "waiting" in line]
+    # at 1 s, 31 s and 61 s: 20, 80 and 140 samples per arm of 400
+    assert [line.split("(")[1] for line in waiting] == [
+        f"champion has {n} of 400 samples, challenger has {n} of 400 samples)"
+        for n in (20, 80, 140)
+    ]
+    assert all(line.startswith(f"{MODEL} v2 at shadow 0%") for line in waiting)
