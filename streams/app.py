@@ -219,6 +219,9 @@ class MonitorApp:
         self.published_digest: dict[str, str] = {}
         # merged windows by partition of the partials topic: key -> window end (for clean-up)
         self.merged_keys: dict[int, dict[str, int]] = defaultdict(dict)
+        # the merged table holds one entry per (window, worker partition): "<window>#<partition>",
+        # so a partial rewrites one partition's state, not all of them; window -> partitions
+        self.merged_sources: dict[str, set[str]] = defaultdict(set)
         self.last_rescan = 0.0
         self.merged_watermark_ms = 0
         # latest merged smallest windows per (model, version, segment), for the rolling values
@@ -842,14 +845,13 @@ class MonitorApp:
                 await self._dead_letter(event, "merge", exc)
                 await stream.ack(event)
                 continue
-            entry = self.merged_table.get(key) or {"partials": {}}
-            previous = entry["partials"].get(source)
+            previous = self.merged_table.get(f"{key}#{source}")
             if previous is None or partial["revision"] >= previous["revision"]:
-                entry["partials"][source] = {
+                self.merged_table[f"{key}#{source}"] = {
                     "revision": partial["revision"],
                     "metrics": partial["metrics"],
                 }
-                self.merged_table[key] = entry
+                self.merged_sources[key].add(source)
                 self.to_publish.add(key)
             self._forget_old_windows(event.message.partition, key)
             await stream.ack(event)
@@ -873,7 +875,9 @@ class MonitorApp:
         )
         for old in [k for k, k_end in keys.items() if k_end < self.merged_watermark_ms - keep_ms]:
             del keys[old]
-            self.merged_table.pop(old, None)
+            for source in self.merged_sources.pop(old, ()):
+                self.merged_table.pop(f"{old}#{source}", None)
+            self.merged_table.pop(old, None)  # (one entry for all partitions, as written before)
             self.published_digest.pop(old, None)
 
     async def _publish_metrics(self) -> None:
@@ -883,23 +887,26 @@ class MonitorApp:
             # recovered table but in no one's to_publish: publish what this process has
             # not published (the event id is the content's digest, so a repeat is harmless).
             self.last_rescan = now
-            self.to_publish.update(
-                key for key in list(self.merged_table.keys()) if key not in self.published_digest
-            )
+            for stored in list(self.merged_table.keys()):
+                key, sep, source = stored.rpartition("#")
+                if sep and source.isdigit():
+                    self.merged_sources[key].add(source)
+                else:
+                    key = stored
+                if key not in self.published_digest:
+                    self.to_publish.add(key)
         for key in list(self.to_publish):
             self.to_publish.discard(key)
-            entry = self.merged_table.get(key)
-            if not entry:
+            partials = self._partials_of(key)
+            if not partials:
                 continue
             digest = hashlib.sha1(
-                json.dumps(
-                    {p: v["revision"] for p, v in sorted(entry["partials"].items())}
-                ).encode()
+                json.dumps({p: v["revision"] for p, v in sorted(partials.items())}).encode()
             ).hexdigest()[:16]
             if self.published_digest.get(key) == digest:
                 continue
             merged = WindowMetrics(max_categories=self.settings.max_categories)
-            for part in entry["partials"].values():
+            for part in partials.values():
                 merged.merge(WindowMetrics.from_state(part["metrics"]))
             wid = WindowId.parse(key)
             values = merged.metrics(wid.size_s)
@@ -921,6 +928,18 @@ class MonitorApp:
             self.telemetry.record_window(wid, values)
             if wid.size_s == min(self.settings.window_sizes_s):
                 self._update_rolling(wid, merged)
+
+    def _partials_of(self, key: str) -> dict[str, dict[str, Any]]:
+        """The latest partial of window ``key`` from each worker partition: partition -> entry."""
+        partials: dict[str, dict[str, Any]] = {}
+        written_before = self.merged_table.get(key)  # one entry for all partitions
+        if written_before:
+            partials.update(written_before.get("partials", {}))
+        for source in self.merged_sources.get(key, ()):
+            entry = self.merged_table.get(f"{key}#{source}")
+            if entry:
+                partials[source] = entry
+        return partials
 
     def _update_rolling(self, wid: WindowId, pane: WindowMetrics) -> None:
         """Rolling values over ``rolling_window_s``, from the latest version of every pane."""
