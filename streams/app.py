@@ -515,16 +515,12 @@ class MonitorApp:
                 )
                 sent.add(key)
             for key in windows.removable():
-                window = windows.windows.get(key)
-                if window is None:
-                    continue
+                window = windows.close(key)
+                self.windows_table.pop(f"{partition}#{key}", None)
                 if due.pop(key, None) is not None:
                     await self._send_partial(
                         partition, key, window.metrics, window.revision, final=True
                     )
-                if key in windows.windows:
-                    windows.close(key)
-                    self.windows_table.pop(f"{partition}#{key}", None)
             interval = self.settings.rereport_interval_s
             for key, state in windows.take_dirty().items():
                 self.windows_table[f"{partition}#{key}"] = state
@@ -533,9 +529,8 @@ class MonitorApp:
                     # for all the outcomes of the next rereport_interval_s
                     due[key] = now + interval
             for key in [k for k, when in due.items() if when <= now]:
-                window = windows.windows.get(key)
-                if due.pop(key, None) is None or window is None:
-                    continue
+                del due[key]
+                window = windows.windows[key]
                 await self._send_partial(
                     partition, key, window.metrics, window.revision, final=True
                 )

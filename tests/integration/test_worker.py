@@ -16,8 +16,9 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,9 +75,15 @@ def worker(services, tmp_path_factory) -> Iterator[Settings]:
         assert worker.running(), f"the worker died during the tests:\n{worker.log_tail()}"
 
 
-def _latest_metrics(settings: Settings, model: str, want: int, timeout: float = 90) -> dict:
-    """Latest metrics event per window of ``model``, once ``want`` events were counted."""
-    latest: dict[tuple, object] = {}
+def _latest_metrics(
+    settings: Settings,
+    model: str,
+    want: int,
+    timeout: float = 90,
+    counted: Callable[[Any], float] = lambda ev: ev.data.count,
+) -> dict:
+    """Latest metrics event per window of ``model``, once ``counted`` of them sum to ``want``."""
+    latest: dict[tuple, Any] = {}
     deadline = time.monotonic() + timeout
     with EventReader(settings, ["metrics"]) as reader:
         while time.monotonic() < deadline:
@@ -86,7 +93,7 @@ def _latest_metrics(settings: Settings, model: str, want: int, timeout: float = 
                     continue
                 seg = json.dumps(ev.data.segment, sort_keys=True)
                 latest[(ev.data.window_start, seg)] = ev
-            if sum(e.data.count for e in latest.values()) >= want:
+            if sum(counted(e) for e in latest.values()) >= want:
                 time.sleep(3)  # let revisions of the last windows land
                 for item in reader.items(until_idle_s=2, max_wait_s=10):
                     ev = item.event
@@ -191,7 +198,13 @@ def test_late_feedback_reaches_reported_windows_while_traffic_goes_on(worker, t0
                         fb.flush()
                         time.sleep(ahead)
                     fb.publish("feedback", r.feedback, time=r.feedback_at)
-            latest = _latest_outcome_metrics(worker, model, want=len(requests))
+            latest = _latest_metrics(
+                worker,
+                model,
+                want=len(requests),
+                timeout=60,
+                counted=lambda ev: ev.data.metrics.get("outcomes") or 0,
+            )
         finally:
             stop.set()
             busy.join()
@@ -220,22 +233,6 @@ def test_late_feedback_reaches_reported_windows_while_traffic_goes_on(worker, t0
         m = latest[(window, segment)].data.metrics
         assert m["outcomes"] == len(group), (window, segment)
         assert m["redo_rate"] == pytest.approx(group["redo"].mean())
-
-
-def _latest_outcome_metrics(settings: Settings, model: str, want: int, timeout: float = 60) -> dict:
-    """Latest metrics event per window of ``model``, once they hold ``want`` outcomes."""
-    latest: dict[tuple, object] = {}
-    deadline = time.monotonic() + timeout
-    with EventReader(settings, ["metrics"]) as reader:
-        while time.monotonic() < deadline:
-            for item in reader.items(until_idle_s=1, max_wait_s=3):
-                ev = item.event
-                if ev is not None and ev.data.model == model:
-                    seg = json.dumps(ev.data.segment, sort_keys=True)
-                    latest[(ev.data.window_start, seg)] = ev
-            if sum(e.data.metrics.get("outcomes") or 0 for e in latest.values()) >= want:
-                break
-    return latest
 
 
 def test_feedback_joins_into_outcomes_and_unmatched_feedback_is_dead_lettered(worker, t0):
