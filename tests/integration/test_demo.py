@@ -91,9 +91,14 @@ def _check_act(act: dict, events: list, start: datetime, end: datetime) -> None:
     for event in model_events:
         assert (f"{event.data.action} v{event.data.version}", event.time) in listed
     requests = [e for e in events if isinstance(e, RetrainRequestEvent) and onset <= e.time < end]
-    assert len(requests) == sum(s["name"] == "retrain request" for s in steps) == 1
+    assert len(requests) == sum(s["name"] == "retrain request" for s in steps) >= 1
+    # a candidate the retrainer's gate rejects lets the alert ask again after the cooldown:
+    # every retrain request but the last ended in a rejected version, the last in the promotion
+    rejected = [e.data.version for e in model_events if e.data.action == "rejected"]
+    assert len(rejected) == len(requests) - 1, (rejected, len(requests))
     promoted = [e for e in model_events if e.data.action == "promoted"]
     assert [e.data.version for e in promoted] == [act["champion_after"]]
+    assert all(v < act["champion_after"] for v in rejected)
     assert concept[0].detected_at < promoted[0].time
     assert concept[0].model_version == str(act["champion_before"])
 
@@ -131,20 +136,25 @@ def test_demo_loop_story_closes_the_loop_and_its_summary_matches_topics_and_regi
         # the story was told live, act by act: windows, the alerts, every step of the rollout
         assert "act 1: sudden-mic" in out and "act 2: gradual" in out
         assert "window" in out and "ALERT firing: concept_drift" in out
-        for step in ("retrain request", "published v2", "shadow_started v2",
-                     "canary_started v2", "ramp_step v2", "promoted v2",
-                     "published v3", "shadow_started v3", "promoted v3"):  # fmt: skip
-            assert step in out, step
-        assert "the loop closed: v2 serves" in out and "the loop closed: v3 serves" in out
-
         result = json.loads(summary_path.read_text())
         assert result["finished"] is True
         first, second = result["acts"]
         assert first["scenario"] == "sudden-mic" and second["scenario"] == "gradual"
         assert [a["finished"] for a in result["acts"]] == [True, True]
         assert [a["stuck_at"] for a in result["acts"]] == [None, None]
+        # act 1 promotes v2; in act 2 the gate may reject a candidate that is no better than
+        # v2 (the gradual concept is hard for the intent model) and a later one is promoted
         assert (first["champion_before"], first["champion_after"]) == (1, 2)
-        assert (second["champion_before"], second["champion_after"]) == (2, 3)
+        last = second["champion_after"]
+        assert second["champion_before"] == 2 and last >= 3
+        steps = ["retrain request", "published v2", "shadow_started v2", "canary_started v2",
+                 "ramp_step v2", "promoted v2"]  # fmt: skip
+        steps += [f"published v{last}", f"shadow_started v{last}", f"promoted v{last}"]
+        for step in steps:
+            assert step in out, step
+        for version in range(3, last):
+            assert f"rejected v{version}" in out, version
+        assert "the loop closed: v2 serves" in out and f"the loop closed: v{last} serves" in out
         run_settings = settings.model_copy(update={"topic_prefix": first["topic_prefix"]})
         assert first["topic_prefix"].startswith(prefix)
 
@@ -152,13 +162,18 @@ def test_demo_loop_story_closes_the_loop_and_its_summary_matches_topics_and_regi
         client = redis.Redis.from_url(settings.redis_url)
         try:
             registry = ModelRegistry(client, SECRET, second["registry_namespace"])
-            assert registry.get_alias("voice_intent", "champion") == 3
+            assert registry.get_alias("voice_intent", "champion") == last
             versions = {v.version: v for v in registry.list_versions("voice_intent")}
             assert {v["version"]: v["status"] for v in second["versions"]} == {
                 n: v.status for n, v in versions.items()
             }
+            assert sorted(versions) == list(range(1, last + 1))
             assert versions[2].metadata.parent_version == 1
-            assert versions[3].metadata.parent_version == 2
+            # every act-2 candidate, rejected or promoted, was trained from a copy of v2
+            assert {versions[n].metadata.parent_version for n in range(3, last + 1)} == {2}
+            for n in range(3, last):  # kept, with the gate's verdict, but never served
+                verdict = versions[n].tags["verdict"]
+                assert (versions[n].status, verdict) == ("candidate", "rejected")
         finally:
             client.close()
 
