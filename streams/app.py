@@ -49,6 +49,7 @@ from faust.exceptions import NotReady
 from faust.types import TP, EventT, StreamT
 from mode.utils.times import want_seconds
 
+from online_models.drift import ReferenceProfile
 from online_models.window import PanedRollingWindow
 from online_models.window_metrics import WindowMetrics
 from streams.admin import InternalTopic
@@ -57,7 +58,7 @@ from streams.alerting import AlertPolicyConfig, Detection
 from streams.codec import RecordError, decode_prediction_rows, decode_record, encode_event
 from streams.dead_letters import DeadLetter
 from streams.dedup import RecentIds
-from streams.drift import DriftMonitor
+from streams.drift import DriftMonitor, DriftMonitorError
 from streams.events import (
     AlertEvent,
     CloudEvent,
@@ -80,6 +81,9 @@ from streams.transport import use_fetch_settings
 __all__ = ["MonitorApp", "create_app"]
 
 log = logging.getLogger("driftloop.worker")
+
+MAX_STATE_BYTES = 900_000
+"""Largest drift state part written to a changelog: a broker takes records of 1 MiB by default."""
 
 _EXPECTED: dict[str, type[CloudEvent]] = {
     "predictions": PredictionEvent,
@@ -203,6 +207,9 @@ class MonitorApp:
         self.windows_table = app.Table("windows", default=None, partitions=4)
         # Latest partial of every source partition, per window.
         self.merged_table = app.Table("merged", default=None, partitions=4)
+        # Drift detectors of every source partition, in parts (DriftMonitor.state_parts); a key
+        # is "<partition>#<part name>", learned references apart (written when learned)
+        self.drift_table = app.Table("drift", default=None, partitions=4, value_type=bytes)
 
         self.partitions: dict[int, PartitionWindows] = {}
         self.pending: dict[int, list[EventT]] = defaultdict(list)
@@ -213,6 +220,8 @@ class MonitorApp:
         self.rereport_due: dict[int, dict[str, float]] = defaultdict(dict)
         self.checkpointing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[int, float] = {}
+        # the last event of each partition: what a timer's table writes are made under
+        self.last_event: dict[int, EventT] = {}
         self.idle_published: set[int] = set()
         self.dedup: dict[int, RecentIds] = {}
         self.to_publish: set[str] = set()
@@ -245,6 +254,12 @@ class MonitorApp:
         self.drift_alerts = AlertStage(policy)
         self.metric_alerts = AlertStage(policy)
         self.drift_monitors: dict[int, DriftMonitor] = {}
+        self.drift_saved_at: dict[int, float] = {}
+        self.drift_dirty: set[int] = set()
+        self.drift_references_written: dict[int, dict[tuple[str, str], ReferenceProfile]] = (
+            defaultdict(dict)
+        )
+        self.drift_oversized: set[str] = set()
         app.agent(self.detections_topic, name="drift-alerts")(self._drift_alert_agent)
         app.agent(self.metrics_topic, name="metric-alerts")(self._metric_alert_agent)
         app.timer(1.0, name="alert-timers")(self._unless_stopping(self._alert_timers))
@@ -320,12 +335,16 @@ class MonitorApp:
                 self.join_writes,
                 self.held_feedback,
                 self.drift_monitors,
+                self.drift_saved_at,
+                self.drift_references_written,
                 self.reference_applied,
                 self.rereport_due,
             ):
                 state.pop(tp.partition, None)
             self.last_seen.pop(tp.partition, None)
+            self.last_event.pop(tp.partition, None)
             self.idle_published.discard(tp.partition)
+            self.drift_dirty.discard(tp.partition)
 
     async def _dead_letter(self, event: EventT, stage: str, error: RecordError | Exception) -> None:
         message = event.message
@@ -452,6 +471,7 @@ class MonitorApp:
         if unapplied.events >= settings.apply_min_events:
             await self._apply(partition)
         self.last_seen[partition] = time.monotonic()
+        self.last_event[partition] = events[-1]
         self.idle_published.discard(partition)
         if time.monotonic() - self.last_checkpoint[partition] >= settings.checkpoint_interval_s:
             with _as_current(events[-1]):
@@ -490,19 +510,27 @@ class MonitorApp:
                 )
             )
 
-    async def _checkpoint(self, stream: StreamT, partition: int) -> None:
+    async def _checkpoint(self, stream: StreamT, partition: int, *, idle: bool = False) -> None:
         """Apply what was collected, write the partition's changed state, send closed
         windows, then acknowledge.
 
         Runs while an event of ``partition`` is current, so the table writes go
-        to that partition of the changelogs.
+        to that partition of the changelogs. The drift detectors' state is
+        written every ``drift_checkpoint_interval_s``, and when the partition
+        goes ``idle``.
         """
         # the agent and the idle timer both checkpoint; their sends await, so one at a time
         async with self.checkpointing[partition]:
-            await self._checkpoint_now(stream, partition)
+            await self._checkpoint_now(stream, partition, idle=idle)
 
-    async def _checkpoint_now(self, stream: StreamT, partition: int) -> None:
+    async def _checkpoint_now(self, stream: StreamT, partition: int, *, idle: bool) -> None:
         await self._apply(partition)
+        if partition in self.drift_dirty and (
+            idle
+            or time.monotonic() - self.drift_saved_at.get(partition, 0.0)
+            >= self.settings.drift_checkpoint_interval_s
+        ):
+            self._save_drift(partition)
         windows = self.partitions.get(partition)
         if windows is not None:
             now = time.monotonic()
@@ -579,7 +607,12 @@ class MonitorApp:
             pending = self.pending.get(partition)
             if pending and self.monitor_stream is not None:
                 with _as_current(pending[-1]):
-                    await self._checkpoint(self.monitor_stream, partition)
+                    await self._checkpoint(self.monitor_stream, partition, idle=True)
+            elif partition in self.drift_dirty and partition in self.last_event:
+                # everything was acknowledged, but the detectors moved since their last write
+                with _as_current(self.last_event[partition]):
+                    async with self.checkpointing[partition]:
+                        self._save_drift(partition)
             for key, window in list(windows.windows.items()):
                 await self._send_partial(
                     partition, key, window.metrics, window.revision, final=False
@@ -672,17 +705,105 @@ class MonitorApp:
     def _drift_monitor(self, partition: int) -> DriftMonitor:
         monitor = self.drift_monitors.get(partition)
         if monitor is None:
-            s = self.settings
             # The budget is a rate per event: each partition sees its share of the traffic, so
             # detectors running at the model's rate in every partition keep the model within it.
-            monitor = self.drift_monitors[partition] = DriftMonitor(
-                partitions=1,
-                events_per_false_alarm=s.drift_events_per_false_alarm,
-                reference_first_n=s.drift_reference_first_n,
-                window_events=s.drift_window_events,
-                seed=partition,
-            )
+            fresh = DriftMonitor.from_settings(self.settings, partitions=1, seed=partition)
+            monitor = self._restored_drift_monitor(partition, fresh.settings) or fresh
+            self.drift_monitors[partition] = monitor
+            self.drift_saved_at[partition] = time.monotonic()
         return monitor
+
+    def _restored_drift_monitor(
+        self, partition: int, settings: dict[str, Any]
+    ) -> DriftMonitor | None:
+        """The partition's detectors as last checkpointed, or ``None`` to start afresh.
+
+        Events between that checkpoint and the last committed offset are not
+        seen again by the detectors (they are not replayed): at most
+        ``drift_checkpoint_interval_s`` of traffic, which can only delay a
+        detection. Detectors checkpointed with other settings start afresh.
+        """
+        prefix = f"{partition}#"
+        parts: dict[str, Any] = {}
+        learned: dict[tuple[str, str], ReferenceProfile] = {}
+        for key, value in list(self.drift_table.items()):
+            if value is None or not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :]
+            try:
+                kind, *rest = json.loads(name)
+                body = json.loads(value)
+                if kind == "reference":
+                    learned[(rest[0], rest[1])] = ReferenceProfile.from_dict(body)
+                else:
+                    parts[name] = body
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                log.warning("partition %s: drift state %s unreadable: %s", partition, name, exc)
+        head = parts.get(json.dumps(["monitor"]))
+        if head is None:
+            return None
+        if head.get("settings") != settings:
+            log.warning(
+                "partition %s: drift detectors were checkpointed with other settings; "
+                "they start afresh",
+                partition,
+            )
+            return None
+        given: dict[tuple[str, str], ReferenceProfile] = {}
+        digests: dict[tuple[str, str], str | None] = {}
+        for name in parts:
+            kind, *rest = json.loads(name)
+            if kind == "predictions":
+                key = (rest[0], rest[1])
+                digests[key], profile = self._stored_reference(*key)
+                if profile is not None:
+                    given[key] = profile
+        try:
+            monitor = DriftMonitor.from_parts(parts, given=given, learned=learned)
+        except (DriftMonitorError, ValueError, KeyError, TypeError) as exc:
+            log.warning("partition %s: drift state not restored (%s); afresh", partition, exc)
+            return None
+        # its stored references are applied already, and its learned ones are in the table
+        self.reference_digests.update(digests)
+        self.reference_applied[partition].update(digests)
+        self.drift_references_written[partition] = monitor.learned_references()
+        self.telemetry.drift_checkpoints.labels(action="restored").inc()
+        log.info("partition %s: drift detectors restored (%s groups)", partition, len(parts) - 1)
+        return monitor
+
+    def _save_drift(self, partition: int) -> None:
+        """Write the partition's drift detectors to the changelog (an event of it is current)."""
+        monitor = self.drift_monitors.get(partition)
+        self.drift_dirty.discard(partition)
+        if monitor is None:
+            return
+        prefix = f"{partition}#"
+        written = self.drift_references_written[partition]
+        for key, profile in monitor.learned_references().items():
+            if written.get(key) is not profile:
+                self._write_drift(prefix + json.dumps(["reference", *key]), profile.to_dict())
+                written[key] = profile
+        for name, part in monitor.state_parts().items():
+            self._write_drift(prefix + name, part)
+        self.drift_saved_at[partition] = time.monotonic()
+        self.telemetry.drift_checkpoints.labels(action="saved").inc()
+
+    def _write_drift(self, key: str, body: Any) -> None:
+        value = json.dumps(body).encode()
+        if len(value) > MAX_STATE_BYTES:
+            if key not in self.drift_oversized:
+                self.drift_oversized.add(key)
+                log.warning(
+                    "drift state %s is %s bytes, over the %s a changelog record may hold: "
+                    "not checkpointed (its detectors start afresh after a restart)",
+                    key,
+                    len(value),
+                    MAX_STATE_BYTES,
+                )
+            # an older copy must not be restored next to newer parts
+            self.drift_table.pop(key, None)
+            return
+        self.drift_table[key] = value
 
     async def _detect(
         self,
@@ -698,6 +819,7 @@ class MonitorApp:
             detections += monitor.observe_predictions([r for _, rows in predictions for r in rows])
         if outcomes:
             detections += monitor.observe_outcomes([r for _, rows in outcomes for r in rows])
+        self.drift_dirty.add(partition)
         for detection in detections:
             self.telemetry.detections.labels(kind=detection.kind).inc()
             await self.detections_topic.send(
@@ -748,6 +870,7 @@ class MonitorApp:
             if digest is None or digest == known:
                 continue
             self.reference_digests[key] = digest
+            self.drift_dirty.update(self.drift_monitors)
             for partition, monitor in self.drift_monitors.items():
                 monitor.set_reference(*key, profile)
                 self.reference_applied[partition][key] = digest
@@ -773,6 +896,7 @@ class MonitorApp:
         model, version = data.model, str(data.version)
         digest, profile = self._stored_reference(model, version)
         self.reference_digests[(model, version)] = digest
+        self.drift_dirty.update(self.drift_monitors)
         for partition, monitor in self.drift_monitors.items():
             monitor.on_promoted(model, version)
             if profile is not None:

@@ -123,6 +123,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import logging
 import math
 import pickle
@@ -844,12 +845,18 @@ class _PredictionDrift:
 
     # -------------------------------------------------------------- state
 
-    def to_state(self) -> dict[str, Any]:
-        learned = self.profile if self.profile is not None and self.given is None else None
+    @property
+    def learned(self) -> ReferenceProfile | None:
+        """The first-N reference this group learned (``None``: given, or still warming up)."""
+        return self.profile if self.profile is not None and self.given is None else None
+
+    def to_state(self, *, with_learned: bool = True) -> dict[str, Any]:
+        learned = self.learned
         return {
             "model": self.model,
             "version": self.version,
-            "learned": None if learned is None else learned.to_dict(),
+            # without it, only whether there is one: it is stored apart (it rarely changes)
+            "learned": (None if learned is None else learned.to_dict() if with_learned else True),
             "progress": _pack(
                 {
                     "warmup": self._warmup,
@@ -869,14 +876,24 @@ class _PredictionDrift:
 
     @classmethod
     def from_state(
-        cls, config: _Config, state: Mapping[str, Any], given: ReferenceProfile | None
+        cls,
+        config: _Config,
+        state: Mapping[str, Any],
+        given: ReferenceProfile | None,
+        learned: ReferenceProfile | None = None,
     ) -> _PredictionDrift:
         group = cls(config, state["model"], state["version"])
         group.given = given
         if given is not None:
             group._anchor(given)
-        elif state["learned"] is not None:
+        elif isinstance(state["learned"], dict):
             group._anchor(ReferenceProfile.from_dict(state["learned"]))
+        elif state["learned"] is True:
+            if learned is None:
+                # its learned reference was not stored with it: learn one again, afresh
+                group.reanchor(None)
+                return group
+            group._anchor(learned)
         progress = _unpack(state["progress"])
         group._warmup = progress["warmup"]
         group.position = progress["position"]
@@ -1517,6 +1534,101 @@ build it for the version it is set on
             "predictions": [group.to_state() for group in self._predictions.values()],
             "outcomes": [group.to_state() for group in self._outcomes.values()],
         }
+
+    def state_parts(self) -> dict[str, Any]:
+        """The state as parts that can be stored apart, learned references left out.
+
+        A part is named by a JSON list: ``["monitor"]`` (settings and
+        champions), ``["predictions", model, version]`` and ``["outcomes",
+        model, version]`` (each group's detectors and windows in progress).
+        References change rarely and weigh most: the learned ones are in
+        :meth:`learned_references`, the given ones with whoever gave them.
+        :meth:`from_parts` puts it all back together.
+
+        Examples
+        --------
+        >>> import json
+        >>> import numpy as np
+        >>> from datetime import UTC, datetime
+        >>> rng = np.random.default_rng(4)
+        >>> rows = [{"id": str(i), "time": datetime(2026, 1, 1, tzinfo=UTC), "data": {
+        ...     "model": "asr", "model_version": "2", "features": {"snr_db": float(x)},
+        ...     "prediction": {"label": "ok", "score": 0.9}}} for i, x in enumerate(
+        ...     rng.normal(20, 4, 300))]
+        >>> monitor = DriftMonitor(reference_first_n=200)
+        >>> _ = monitor.observe_predictions(rows)
+        >>> parts = monitor.state_parts()
+        >>> sorted(parts), list(monitor.learned_references())
+        (['["monitor"]', '["predictions", "asr", "2"]'], [('asr', '2')])
+        >>> copy = DriftMonitor.from_parts(
+        ...     json.loads(json.dumps(parts)), learned=monitor.learned_references())
+        >>> copy.reference("asr", "2") is monitor.reference("asr", "2")
+        True
+        >>> shifted = [{**row, "data": {**row["data"], "features": {"snr_db": 8.0 + i % 5}}}
+        ...            for i, row in enumerate(rows)]
+        >>> found = monitor.observe_predictions(shifted)
+        >>> [d.signal for d in found] == [d.signal for d in copy.observe_predictions(shifted)]
+        True
+        >>> sorted({d.signal for d in found})
+        ['snr_db']
+        """
+        parts: dict[str, Any] = {
+            json.dumps(["monitor"]): {
+                "format": STATE_FORMAT,
+                "settings": self.settings,
+                "champions": dict(self._champions),
+            }
+        }
+        for (model, version), group in self._predictions.items():
+            parts[json.dumps(["predictions", model, version])] = group.to_state(with_learned=False)
+        for (model, version), outcome in self._outcomes.items():
+            parts[json.dumps(["outcomes", model, version])] = outcome.to_state()
+        return parts
+
+    def learned_references(self) -> dict[Key, ReferenceProfile]:
+        """The first-N references the groups learned (a new object when one is learned again)."""
+        return {
+            key: group.learned
+            for key, group in self._predictions.items()
+            if group.learned is not None
+        }
+
+    @classmethod
+    def from_parts(
+        cls,
+        parts: Mapping[str, Any],
+        *,
+        given: Mapping[Key, ReferenceProfile] | None = None,
+        learned: Mapping[Key, ReferenceProfile] | None = None,
+    ) -> DriftMonitor:
+        """Rebuild a monitor from :meth:`state_parts`, its learned and its given references.
+
+        A group whose learned reference is missing learns one again from its
+        next events (no data drift is detected meanwhile); a part of another
+        format is refused (:class:`DriftMonitorError`).
+        """
+        head = parts.get(json.dumps(["monitor"]))
+        if head is None or head.get("format") != STATE_FORMAT:
+            raise DriftMonitorError(
+                f"drift monitor state format {None if head is None else head.get('format')!r} "
+                f"is not supported (this version reads {STATE_FORMAT}); start the monitor afresh"
+            )
+        given, learned = given or {}, learned or {}
+        monitor = cls(**head["settings"])
+        monitor._champions = dict(head["champions"])
+        monitor._given = dict(given)
+        for name, part in parts.items():
+            kind, *key = json.loads(name)
+            if kind == "predictions":
+                model, version = key
+                group = _PredictionDrift.from_state(
+                    monitor._config, part, given.get((model, version)), learned.get(tuple(key))
+                )
+                monitor._predictions[(model, version)] = group
+            elif kind == "outcomes":
+                outcome = _OutcomeDrift.from_state(monitor._config, part)
+                monitor._outcomes[(outcome.model, outcome.version)] = outcome
+        return monitor
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> DriftMonitor:

@@ -211,6 +211,12 @@ class Settings(BaseSettings):
         ge=100,
         description="Events of a new model version taken as its reference when none was set.",
     )
+    drift_checkpoint_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a worker writes its drift detectors' state to the changelog, "
+        "per partition (a worker that takes over resumes them from it).",
+    )
     reference_refresh_s: float = Field(
         default=30.0, gt=0, description="How often a worker looks for new drift references."
     )

@@ -106,6 +106,12 @@ class Telemetry:
             ["kind"],
             registry=r,
         )
+        self.drift_checkpoints = Counter(
+            "driftloop_drift_checkpoints",
+            "Drift detector states written to the changelog, and restored from it.",
+            ["action"],
+            registry=r,
+        )
         self.alerts = Counter(
             "driftloop_alerts",
             "Alerts published, firing or resolved.",

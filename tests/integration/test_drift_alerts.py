@@ -49,15 +49,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def worker(services, tmp_path_factory) -> Iterator[Settings]:
-    folder = tmp_path_factory.mktemp("drift")
+def _worker_settings(services, folder, **overrides) -> Settings:
+    """A worker's settings on fresh topics and registry keys, with topics created."""
     policy = folder / "alert-policy.yaml"
     # short timers so the test does not wait minutes of event time for a group to be sent
     policy.write_text("grouping: {group_wait: 1s, group_interval: 5s, resolve_timeout: 1h}\n")
+    unique = f"drift-{os.getpid()}-{random.randrange(1 << 30):x}"
     settings = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        topic_prefix=f"drift-{os.getpid()}-{random.randrange(1 << 30):x}.",
+        topic_prefix=f"{unique}.",
         web_port=_free_port(),
         window_sizes_s=[10],
         idle_close_s=2,
@@ -66,10 +66,18 @@ def worker(services, tmp_path_factory) -> Iterator[Settings]:
         drift_reference_first_n=1000,
         alert_policy_file=policy,
         redis_url=services.redis_url,
-        registry_namespace=f"drift-{os.getpid()}-{random.randrange(1 << 30):x}:",
+        registry_namespace=f"{unique}:",
         _env_file=None,
+        **overrides,
     )
     create_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def worker(services, tmp_path_factory) -> Iterator[Settings]:
+    folder = tmp_path_factory.mktemp("drift")
+    settings = _worker_settings(services, folder)
     with WorkerProcess(settings, folder / "worker.log") as process:
         yield settings
         assert process.running(), f"the worker died:\n{process.log_tail()}"
@@ -235,3 +243,66 @@ def test_drift_published_with_kcat_is_alerted_and_concept_drift_asks_for_a_retra
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     assert "FIRING" in done.stdout and "shift-model:1 data_drift sudden" in done.stdout
+
+
+def _counter(worker: WorkerProcess, metric: str) -> float:
+    """A counter of the worker's /metrics page (0 until counted, or when it does not answer)."""
+    for line in worker.metrics_page().splitlines():
+        if line.startswith(metric + " ") or line.startswith(metric + "{"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _stationary_then_shifted(model: str, start: int, count: int, shift: float) -> list[dict]:
+    rng = np.random.default_rng(start)
+    return [
+        _event("prediction", i, model, T0 + timedelta(milliseconds=10 * i), data)
+        for i in range(start, start + count)
+        for data in [{
+            "request_id": f"{model}-r{i}", "model": model, "model_version": "1",
+            "features": {"loudness_db": float(rng.normal(-20 + shift, 1.0)),
+                         "duration_s": float(rng.normal(2.0, 0.3))},
+            "prediction": {"label": "weather", "score": float(rng.uniform(0.5, 1.0))},
+            "latency_ms": 20.0,
+        }]
+    ]  # fmt: skip
+
+
+def test_a_restarted_worker_resumes_its_drift_detectors_from_the_changelog(services, tmp_path):
+    """Detectors learned on clean traffic survive a kill -9: the shift after it is alerted.
+
+    A worker that started its detectors afresh would learn its reference from
+    the shifted traffic and never alert.
+    """
+    settings = _worker_settings(services, tmp_path, drift_checkpoint_interval_s=1.0)
+    model = "restart-model"
+    first = WorkerProcess(settings, tmp_path / "worker-a.log").start()
+    try:
+        _kcat_publish(settings, "predictions", _stationary_then_shifted(model, 0, 4000, 0.0))
+        deadline = time.monotonic() + 60
+        while _counter(first, 'driftloop_events_total{topic="predictions"}') < 4000:
+            assert time.monotonic() < deadline, first.log_tail()
+            time.sleep(0.5)
+        # the partitions go idle: then the detectors are written, with every event in them
+        time.sleep(settings.idle_close_s + 3)
+        assert _counter(first, 'driftloop_drift_checkpoints_total{action="saved"}') >= PARTITIONS
+        first.kill()
+    finally:
+        first.stop()
+    assert not [e for e in _read_topic(settings, "alerts") if e["data"]["model"] == model]
+
+    with WorkerProcess(settings, tmp_path / "worker-b.log") as second:
+        _kcat_publish(settings, "predictions", _stationary_then_shifted(model, 4000, 4000, 2.0))
+        alerts = _wait_for(
+            settings,
+            "alerts",
+            lambda events: any(e["data"]["model"] == model for e in events),
+            timeout_s=90,
+        )
+        restored = _counter(second, 'driftloop_drift_checkpoints_total{action="restored"}')
+        log_tail = second.log_tail()
+    mine = [AlertEvent.model_validate(e).data for e in alerts if e["data"]["model"] == model]
+    assert mine, f"no alert after the restart (detectors restored: {restored}):\n{log_tail}"
+    assert restored >= 1
+    assert mine[0].kind == "data_drift" and "loudness_db" in mine[0].signal, mine[0]
+    assert mine[0].detected_at >= T0 + timedelta(milliseconds=10 * 4000), mine[0]

@@ -310,9 +310,48 @@ def test_state_round_trip_gives_identical_later_detections() -> None:
     assert got == expected
 
 
+def test_state_parts_round_trip_gives_identical_later_detections() -> None:
+    rng = np.random.default_rng(12)
+    before = predictions(rng, 0, 3_250)
+    before_outcomes = outcomes(rng, 0, 6_000)
+    after = predictions(rng, 3_250, 4_000, mean=np.array([0.0, 0.8, 0.0]), sd=[1.0, 1.0, 1.7])
+    after_outcomes = outcomes(rng, 6_000, 4_000, error=0.3, redo=0.12)
+    monitor = small_monitor()
+    monitor.on_promoted("m", "1")
+    monitor.observe_predictions(before)
+    monitor.observe_outcomes(before_outcomes)
+    parts = json.loads(json.dumps(monitor.state_parts()))
+    learned = {
+        key: type(profile).from_dict(json.loads(json.dumps(profile.to_dict())))
+        for key, profile in monitor.learned_references().items()
+    }
+    assert set(learned) == {("m", "1")}
+    copy = DriftMonitor.from_parts(parts, learned=learned)
+    assert copy.champion("m") == "1"
+
+    expected = monitor.observe_predictions(after) + monitor.observe_outcomes(after_outcomes)
+    got = copy.observe_predictions(after) + copy.observe_outcomes(after_outcomes)
+    assert {d.kind for d in expected} == {"data_drift", "concept_drift"}
+    assert got == expected
+
+
+def test_a_group_whose_learned_reference_is_missing_learns_one_again() -> None:
+    rng = np.random.default_rng(13)
+    monitor = small_monitor()
+    monitor.observe_predictions(predictions(rng, 0, 2_500))
+    assert monitor.reference("m", "1") is not None
+    copy = DriftMonitor.from_parts(json.loads(json.dumps(monitor.state_parts())))
+    assert copy.reference("m", "1") is None  # warming up again, not comparing with nothing
+    # shifted traffic from here on is its new reference: nothing fires
+    assert copy.observe_predictions(predictions(rng, 2_500, 3_000, mean=2.0)) == []
+    assert copy.reference("m", "1") is not None
+
+
 def test_state_of_another_format_is_refused() -> None:
     with pytest.raises(DriftMonitorError, match="start the monitor afresh"):
         DriftMonitor.from_state({"format": 99})
+    with pytest.raises(DriftMonitorError, match="start the monitor afresh"):
+        DriftMonitor.from_parts({'["monitor"]': {"format": 99}})
 
 
 def test_models_and_versions_in_one_batch_are_kept_apart() -> None:
