@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from producers.publisher import partition_for_key
+from producers.publisher import Publisher, partition_for_key
 from streams.admin import create_topics
 from streams.alerts_cli import alerts_app
 from streams.events import AlertEvent, RetrainRequestEvent
@@ -49,11 +49,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker_settings(services, folder, **overrides) -> Settings:
+def _worker_settings(services, folder, *, retrain: str = "", **overrides) -> Settings:
     """A worker's settings on fresh topics and registry keys, with topics created."""
     policy = folder / "alert-policy.yaml"
     # short timers so the test does not wait minutes of event time for a group to be sent
-    policy.write_text("grouping: {group_wait: 1s, group_interval: 5s, resolve_timeout: 1h}\n")
+    policy.write_text(
+        "grouping: {group_wait: 1s, group_interval: 5s, resolve_timeout: 1h}\n"
+        + (f"retrain: {retrain}\n" if retrain else "")
+    )
     unique = f"drift-{os.getpid()}-{random.randrange(1 << 30):x}"
     settings = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
@@ -306,3 +309,44 @@ def test_a_restarted_worker_resumes_its_drift_detectors_from_the_changelog(servi
     assert restored >= 1
     assert mine[0].kind == "data_drift" and "loudness_db" in mine[0].signal, mine[0]
     assert mine[0].detected_at >= T0 + timedelta(milliseconds=10 * 4000), mine[0]
+
+
+def test_a_rejected_retrain_lets_the_still_firing_alert_ask_again(services, tmp_path):
+    """A ``rejected`` model event, sent batched by the SDK, re-arms the model's firing alerts.
+
+    The concept drift asks for one retrain; the cooldown passes and nothing
+    more is asked (the alert asked already). Once the retrained version is
+    rejected, the drift is unanswered, and the same alert asks again.
+    """
+    settings = _worker_settings(services, tmp_path, retrain="{cooldown: 5s, min_span: 1s}")
+    model = "concept-rearm"
+    predictions, feedback = _traffic(model, shift=0.0, wrong_after_change=0.5)
+
+    def requests_of(events: list[dict]) -> list[RetrainRequestEvent]:
+        return [RetrainRequestEvent.model_validate(e) for e in events
+                if e["data"]["model"] == model]  # fmt: skip
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        _kcat_publish(settings, "predictions", predictions)
+        _kcat_publish(settings, "feedback", feedback)
+        [first] = requests_of(
+            _wait_for(settings, "retrain-requests", lambda e: bool(requests_of(e)))
+        ) or [None]
+        assert first is not None, worker.log_tail()
+        time.sleep(8)  # past the 5-s cooldown: still one request, the alert asked already
+        assert len(requests_of(_read_topic(settings, "retrain-requests"))) == 1
+        with Publisher(settings) as publisher:
+            publisher.publish("model-event", {
+                "model": model, "version": 2, "action": "rejected",
+                "retrain_request_id": first.data.request_id,
+                "reason": "below the bar",
+            })  # fmt: skip
+        found = _wait_for(
+            settings, "retrain-requests", lambda e: len(requests_of(e)) >= 2, timeout_s=60
+        )
+        log_tail = worker.log_tail()
+    later = requests_of(found)
+    assert len(later) == 2, f"no second request after the rejection:\n{log_tail}"
+    second = later[1].data
+    assert second.alert_ids == first.data.alert_ids  # the same, still firing, alert
+    assert second.window.end > first.data.window.end
