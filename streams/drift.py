@@ -18,6 +18,15 @@ What is watched, per ``(model, model_version)``
       (:class:`~online_models.drift.ReferenceComparison`, detectors ``ks``,
       ``psi``, ``chi_square``, ``js``): changes of spread or shape and slow
       drifts.
+
+    A per-event detector's alarm labelled ``sudden`` is looked at again
+    ``reassess_after`` (2 000) events later, on bins of
+    :data:`DATA_REASSESS_BIN` events of its signal with the
+    :data:`DATA_REASSESS_BEFORE` events before it: when a ramp fits them
+    better than a step (:func:`~online_models.drift.reassess.ramp_vs_step_normal`),
+    the signal is reported again with pattern ``gradual`` and the alert is
+    updated (``bench/reassess_data.py``: no step relabelled in 87 seeds and
+    sizes, every ramp over 500-3 000 events was).
 ``concept_drift`` (outcome rows)
     One :class:`~online_models.drift.BernoulliCusum` (rate doubling, upwards)
     over three 0/1 signals: ``error_rate`` (``not correct``, labelled outcomes
@@ -156,7 +165,7 @@ from online_models.drift import (
 )
 from online_models.drift.detectors import RiverDetector
 from online_models.drift.reassess import DEFAULT_THRESHOLD as REASSESS_THRESHOLD
-from online_models.drift.reassess import ramp_vs_step
+from online_models.drift.reassess import ramp_vs_step, ramp_vs_step_normal
 from online_models.drift.registry import detector_names, detector_spec, make_detector
 from online_models.drift.two_sample import DEFAULT_MIN_VALUES
 from streams.alerting.detection import Detection
@@ -181,6 +190,10 @@ REASSESS_AFTER = 2_000
 """Outcomes of a signal after a sudden concept-drift alarm before its label is decided again."""
 REASSESS_BEFORE = 8_000
 """Outcomes before the alarm the re-assessment looks at (:mod:`online_models.drift.reassess`)."""
+DATA_REASSESS_BIN = 50
+"""Events per bin of a numeric signal's re-assessment (:func:`ramp_vs_step_normal`)."""
+DATA_REASSESS_BEFORE = 2_000
+"""Events before a data-drift alarm its re-assessment looks at."""
 """Signal names of the outcome bits watched for concept drift."""
 
 FAMILIES = 3  # numeric CUSUM, window comparisons, outcome CUSUM
@@ -317,6 +330,19 @@ def _clock(time: datetime) -> str:
 
 
 # --------------------------------------------------------------------------- river's detectors
+
+
+def _found_gradual(first: Detection, at: datetime, after: str, ratio: float) -> Detection:
+    """``first`` (called sudden at its alarm) reported again as gradual, decided ``at``."""
+    summary = first.summary.removesuffix(" (sudden)")
+    return replace(
+        first,
+        pattern="gradual",
+        detected_at=at,
+        evidence_end=at,
+        summary=f"{summary}; gradual, decided {after} after the alarm (a ramp fits better "
+        f"than a step by {ratio:.1f} log-likelihood units)",
+    )
 
 
 def _river_choices(role: Literal["numeric", "concept"]) -> list[str]:
@@ -522,6 +548,11 @@ class _PredictionDrift:
         self._cusum: Cusum | None = None
         self._river: _RiverSignals | None = None
         self._comparison: ReferenceComparison | None = None
+        # the re-assessment of sudden alarms: the last bins of every numeric signal, the bin
+        # being filled (sums, squares, counts, rows) and the alarms waiting for bins after them
+        self._bins: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._bin_partial: tuple[np.ndarray, np.ndarray, np.ndarray, int] | None = None
+        self._followups: list[_DataFollowUp] = []
 
     def reanchor(self, given: ReferenceProfile | None) -> None:
         """Use ``given`` if any, else learn a first-N reference again."""
@@ -716,16 +747,118 @@ class _PredictionDrift:
         self.position = base + len(rows)
         candidates.sort(key=lambda item: item[:3])
         found = []
+        per_event = []
         for position, row, _, signal, evidence in candidates:
             if not self._cooldown.admit(signal, position):
                 continue
             if isinstance(evidence, Alarm):
                 found.append((row, self._cusum_detection(signal, evidence, times[row])))
+                per_event.append(found[-1])
             elif isinstance(evidence, _RiverAlarm):
                 found.append((row, self._river_detection(signal, evidence, times[row])))
+                per_event.append(found[-1])
             else:
                 found.append((row, self._window_detection(*evidence, times[row])))
+        if self.config.reassess_after:
+            found += self._follow_up(numeric, per_event, times)
         return found
+
+    def _completed_bins(self, numeric: np.ndarray) -> list[tuple[int, np.ndarray, ...]]:
+        """Add the batch to the bins; the bins it completed, with the row that completed each."""
+        size = DATA_REASSESS_BIN
+        finite = np.isfinite(numeric)
+        values = np.where(finite, numeric, 0.0)
+        counted = finite.astype(np.float64)
+        completed: list[tuple[int, np.ndarray, ...]] = []
+        row, n = 0, len(values)
+        if self._bin_partial is not None:
+            sums, squares, counts, rows = self._bin_partial
+            take = min(size - rows, n)
+            sums = sums + values[:take].sum(axis=0)
+            squares = squares + (values[:take] ** 2).sum(axis=0)
+            counts = counts + counted[:take].sum(axis=0)
+            row, rows = take, rows + take
+            self._bin_partial = (sums, squares, counts, rows)
+            if rows == size:
+                completed.append((row - 1, sums, squares, counts))
+                self._bin_partial = None
+        full = (n - row) // size
+        if full:
+            block = values[row : row + full * size].reshape(full, size, -1)
+            sums, squares = block.sum(axis=1), (block**2).sum(axis=1)
+            counts = counted[row : row + full * size].reshape(full, size, -1).sum(axis=1)
+            completed += [
+                (row + (k + 1) * size - 1, sums[k], squares[k], counts[k]) for k in range(full)
+            ]
+            row += full * size
+        if row < n:
+            self._bin_partial = (
+                values[row:].sum(axis=0),
+                (values[row:] ** 2).sum(axis=0),
+                counted[row:].sum(axis=0),
+                n - row,
+            )
+        return completed
+
+    def _follow_up(
+        self, numeric: np.ndarray, alarms: list[tuple[int, Detection]], times: list[datetime]
+    ) -> list[tuple[int, Detection]]:
+        """Decide the label of recent sudden alarms again, once enough events followed.
+
+        An alarm of a per-event detector called sudden keeps the bins of its
+        signal over the ``DATA_REASSESS_BEFORE`` events before it, and waits
+        for ``reassess_after`` events after it (the bin it falls in counts as
+        after). Then :func:`~online_models.drift.reassess.ramp_vs_step_normal`
+        decides: a ramp is reported again as a detection of the same signal
+        with pattern ``gradual`` (the alert policy updates the alert); a step,
+        nothing. The same rule as the outcomes' (``_OutcomeDrift._follow_up``).
+        """
+        keep = DATA_REASSESS_BEFORE // DATA_REASSESS_BIN
+        after = -(-self.config.reassess_after // DATA_REASSESS_BIN)
+        waiting = sorted(
+            ((row, d) for row, d in alarms if d.pattern == "sudden" and d.signal in self._numeric),
+            key=lambda item: item[0],
+        )
+        out: list[tuple[int, Detection]] = []
+
+        def start(detection: Detection) -> None:
+            column = self._numeric.index(detection.signal)
+            before = self._bins[-keep:]
+            self._followups.append(
+                _DataFollowUp(
+                    detection,
+                    column,
+                    [float(b[0][column]) for b in before],
+                    [float(b[1][column]) for b in before],
+                    [float(b[2][column]) for b in before],
+                    after,
+                )
+            )
+
+        for end, sums, squares, counts in self._completed_bins(numeric):
+            while waiting and waiting[0][0] <= end:
+                start(waiting.pop(0)[1])
+            for follow in self._followups:
+                follow.add(sums, squares, counts)
+                if follow.needed == 0:
+                    out += self._decided(follow, end, times)
+            self._followups = [f for f in self._followups if f.needed > 0]
+            self._bins.append((sums, squares, counts))
+            del self._bins[:-keep]
+        for _, detection in waiting:  # alarms in the bin still being filled
+            start(detection)
+        return out
+
+    def _decided(
+        self, follow: _DataFollowUp, row: int, times: list[datetime]
+    ) -> list[tuple[int, Detection]]:
+        ratio = ramp_vs_step_normal(
+            np.array(follow.sums), np.array(follow.squares), np.array(follow.counts)
+        )
+        if ratio <= REASSESS_THRESHOLD:
+            return []
+        after = f"{self.config.reassess_after:,} events"
+        return [(row, _found_gradual(follow.detection, times[row], after, ratio))]
 
     def _compare(self) -> list[tuple[ComparisonResult, Literal["sudden", "gradual"]]]:
         """Compare the full window with the reference; the drifted results and their pattern.
@@ -870,6 +1003,9 @@ class _PredictionDrift:
                     "history": self._history,
                     "cusum": self._cusum,
                     "river": self._river,
+                    "bins": self._bins,
+                    "bin_partial": self._bin_partial,
+                    "followups": self._followups,
                 }
             ),
         }
@@ -906,6 +1042,9 @@ class _PredictionDrift:
         group._history = progress["history"]
         group._cusum = progress["cusum"]
         group._river = progress.get("river")
+        group._bins = progress.get("bins", [])
+        group._bin_partial = progress.get("bin_partial")
+        group._followups = progress.get("followups", [])
         return group
 
 
@@ -1018,22 +1157,8 @@ class _OutcomeDrift:
         ratio = ramp_vs_step(np.concatenate(follow.bits))
         if ratio <= REASSESS_THRESHOLD:
             return []
-        first = follow.detection
-        summary = first.summary.removesuffix(" (sudden)")
-        return [
-            (
-                at + skipped,
-                replace(
-                    first,
-                    pattern="gradual",
-                    detected_at=times[at],
-                    evidence_end=times[at],
-                    summary=f"{summary}; gradual, decided {self.config.reassess_after:,} "
-                    f"outcomes after the alarm (a ramp fits better than a step by "
-                    f"{ratio:.1f} log-likelihood units)",
-                ),
-            )
-        ]
+        after = f"{self.config.reassess_after:,} outcomes"
+        return [(at + skipped, _found_gradual(follow.detection, times[at], after, ratio))]
 
     def _observe_river(
         self, detectors: _RiverSignals, bits: np.ndarray, times: list[datetime], skipped: int
@@ -1168,6 +1293,24 @@ class _OutcomeDrift:
         group._history = progress.get("history", group._history)
         group._followups = progress.get("followups", [])
         return group
+
+
+@dataclass
+class _DataFollowUp:
+    """A sudden data-drift alarm collecting its signal's bins (``_PredictionDrift._follow_up``)."""
+
+    detection: Detection
+    column: int
+    sums: list[float]
+    squares: list[float]
+    counts: list[float]
+    needed: int
+
+    def add(self, sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> None:
+        self.sums.append(float(sums[self.column]))
+        self.squares.append(float(squares[self.column]))
+        self.counts.append(float(counts[self.column]))
+        self.needed -= 1
 
 
 @dataclass

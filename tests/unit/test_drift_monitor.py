@@ -145,6 +145,52 @@ def test_a_slow_ramp_is_called_gradual() -> None:
     assert "(gradual)" in found[0].summary
 
 
+def _shifted_f1(seed: int, mean_f1: np.ndarray, *, round_trip_at: int | None = None) -> list:
+    """6 000 clean events, then f1 at ``mean_f1`` (optionally through a checkpoint on the way)."""
+    rng = np.random.default_rng(seed)
+    monitor = small_monitor()
+    monitor.observe_predictions(predictions(rng, 0, 6_000))
+    mean = np.zeros((len(mean_f1), 3))
+    mean[:, 1] = mean_f1
+    rows = predictions(rng, 6_000, len(mean_f1), mean=mean)
+    if round_trip_at is None:
+        return monitor.observe_predictions(rows)
+    found = monitor.observe_predictions(rows[:round_trip_at])
+    learned = monitor.learned_references()
+    monitor = DriftMonitor.from_parts(
+        json.loads(json.dumps(monitor.state_parts())), learned=learned
+    )
+    return found + monitor.observe_predictions(rows[round_trip_at:])
+
+
+# Measured (seeds 0-19, f1 moving at event 6 000, 6 000 events after): steps of 0.5, 1 and
+# 3 sd are labelled sudden at the alarm and never relabelled (0 of 60); ramps to 2 sd over
+# 500, 1 500 and 3 000 events are labelled sudden at the alarm (59 of 60) and gradual about
+# 2 000 events later (60 of 60).
+@pytest.mark.parametrize("seed", range(3))
+def test_a_fast_ramp_called_sudden_at_the_alarm_is_found_gradual_later(seed: int) -> None:
+    ramp = np.clip(np.arange(6_000) / 1_500, 0.0, 1.0) * 2.0
+    found = [d for d in _shifted_f1(seed, ramp) if d.signal == "f1"]
+    assert [d.pattern for d in found] == ["sudden", "gradual"], [d.summary for d in found]
+    first, second = found
+    assert first.detector == second.detector == "cusum"
+    assert 1_500 <= index_of(second.detected_at) - index_of(first.detected_at) <= 2_100
+    assert second.evidence_start == first.evidence_start
+    assert "gradual, decided 2,000 events after the alarm" in second.summary
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_step_is_not_relabelled(seed: int) -> None:
+    found = _shifted_f1(seed, np.full(6_000, 1.0))
+    assert [(d.signal, d.pattern) for d in found] == [("f1", "sudden")]
+
+
+def test_a_pending_relabelling_survives_a_checkpoint() -> None:
+    ramp = np.clip(np.arange(6_000) / 1_500, 0.0, 1.0) * 2.0
+    found = [d for d in _shifted_f1(0, ramp, round_trip_at=1_000) if d.signal == "f1"]
+    assert [d.pattern for d in found] == ["sudden", "gradual"]
+
+
 def test_a_wider_spread_with_the_same_mean_is_caught_by_the_ks_window() -> None:
     rng = np.random.default_rng(4)
     monitor = small_monitor()
