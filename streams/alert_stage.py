@@ -15,7 +15,9 @@ clock from the last event seen.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +25,20 @@ from typing import Any
 from streams.alerting import AlertGrouper, AlertPolicyConfig, Detection, MetricRules, RetrainPolicy
 from streams.events import AlertData, MetricsData, RetrainRequestData
 
-__all__ = ["AlertStage", "StageOutput", "detection_from_json", "detection_to_json"]
+__all__ = [
+    "AlertStage",
+    "AlertStageStateError",
+    "StageOutput",
+    "detection_from_json",
+    "detection_to_json",
+]
+
+STATE_FORMAT = 1
+
+
+class AlertStageStateError(ValueError):
+    """A checkpointed alert stage that cannot be resumed (another format or policy)."""
+
 
 _TIMES = ("detected_at", "evidence_start", "evidence_end")
 
@@ -115,6 +130,65 @@ class AlertStage:
             out.extend(self.on_detection(detection))
         self._model(window.model).seen(window.window_end, self._clock())
         return out
+
+    def to_state(self) -> bytes:
+        """A checkpoint: every model's groups, retrain policy and event-time clock, and the
+        metric rules' series (a zlib-compressed pickle: trusted state only, the worker's own).
+
+        Examples
+        --------
+        >>> from datetime import UTC
+        >>> stage = AlertStage(AlertPolicyConfig.from_mapping({"grouping": {"group_wait": "10s"}}))
+        >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> d = Detection("voice", "1", "error_rate", "concept_drift", "critical", "cusum",
+        ...               statistic=9.1, threshold=8.6, detected_at=t, evidence_start=t,
+        ...               evidence_end=t, evidence_events=60, pattern="sudden")
+        >>> _ = stage.on_detection(d)  # a group opens, waiting group_wait
+        >>> copy = AlertStage.from_state(stage.config, stage.to_state())
+        >>> after_wait = t + timedelta(seconds=11)
+        >>> later = dataclasses.replace(d, signal="redo_rate", detected_at=after_wait)
+        >>> sent = [a.alert_id for a in copy.on_detection(later).alerts]  # the group goes out
+        >>> sent == [a.alert_id for a in stage.on_detection(later).alerts] and len(sent)
+        1
+        >>> AlertStage(stage.config).on_detection(later).alerts  # afresh: a new group waits
+        []
+        """
+        state = {
+            "format": STATE_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "rules": self.rules,
+            "models": {
+                model: (policy.grouper, policy.retrain, policy.latest)
+                for model, policy in self._models.items()
+            },
+        }
+        return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    @classmethod
+    def from_state(
+        cls, config: AlertPolicyConfig, state: bytes, *, clock: Any = time.monotonic
+    ) -> AlertStage:
+        """Resume a stage from :meth:`to_state` under ``config`` (which must be the same policy).
+
+        Each model's event time resumes where it was: the time the stage was
+        down does not count towards its timers.
+        """
+        try:
+            loaded = pickle.loads(zlib.decompress(state))
+        except (zlib.error, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            raise AlertStageStateError(f"unreadable alert stage state: {exc}") from None
+        if not isinstance(loaded, dict) or loaded.get("format") != STATE_FORMAT:
+            raise AlertStageStateError(
+                f"alert stage state of another format (this version reads {STATE_FORMAT})"
+            )
+        if loaded["config"] != config.model_dump(mode="json"):
+            raise AlertStageStateError("the alert policy changed since the state was written")
+        stage = cls(config, clock=clock)
+        stage.rules = loaded["rules"]
+        now = clock()
+        for model, (grouper, retrain, latest) in loaded["models"].items():
+            stage._models[model] = _ModelPolicy(grouper, retrain, latest, now)
+        return stage
 
     def on_rejected(self, model: str) -> None:
         """A challenger retrained for ``model`` failed its gate (a ``rejected`` model event)."""

@@ -53,7 +53,13 @@ from online_models.drift import ReferenceProfile
 from online_models.window import PanedRollingWindow
 from online_models.window_metrics import WindowMetrics
 from streams.admin import InternalTopic
-from streams.alert_stage import AlertStage, StageOutput, detection_from_json, detection_to_json
+from streams.alert_stage import (
+    AlertStage,
+    AlertStageStateError,
+    StageOutput,
+    detection_from_json,
+    detection_to_json,
+)
 from streams.alerting import AlertPolicyConfig, Detection
 from streams.codec import RecordError, decode_prediction_rows, decode_record, encode_event
 from streams.dead_letters import DeadLetter
@@ -81,6 +87,9 @@ from streams.transport import use_fetch_settings
 __all__ = ["MonitorApp", "create_app"]
 
 log = logging.getLogger("driftloop.worker")
+
+ALERT_STAGE_CHECKPOINT_S = 1.0
+"""How often, at most, the drift alert stage is written while detections arrive."""
 
 MAX_STATE_BYTES = 900_000
 """Largest drift state part written to a changelog: a broker takes records of 1 MiB by default."""
@@ -251,8 +260,18 @@ class MonitorApp:
             else AlertPolicyConfig()
         )
         # two stages, each with its own grouping: drift detections, and metric-rule transitions
+        self.policy = policy
         self.drift_alerts = AlertStage(policy)
         self.metric_alerts = AlertStage(policy)
+        # the drift stage is checkpointed (its topic has one partition, so one worker runs it);
+        # the metric stage, fed by every partition of the metrics topic, starts afresh
+        self.alert_stage_table = app.Table(
+            "alert-stage", default=None, partitions=1, value_type=bytes
+        )
+        self.drift_alerts_restored = False
+        self.drift_alerts_event: EventT | None = None
+        self.drift_alerts_saved_at = 0.0
+        self.drift_alerts_dirty = False
         self.drift_monitors: dict[int, DriftMonitor] = {}
         self.drift_saved_at: dict[int, float] = {}
         self.drift_dirty: set[int] = set()
@@ -323,7 +342,15 @@ class MonitorApp:
         return windows
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
         for tp in revoked:
+            if tp.topic == self.settings.topic("detections"):
+                # the alert stage of the drift detections goes where its partition goes
+                self.drift_alerts = AlertStage(self.policy)
+                self.drift_alerts_restored = False
+                self.drift_alerts_event = None
+            if tp.topic not in sources:
+                continue  # the partition-keyed state below is that of the source topics
             # another worker owns it now; if it comes back, reload from the changelog
             for state in (
                 self.partitions,
@@ -889,6 +916,7 @@ class MonitorApp:
             # the drift that asked for it is still unanswered: its alerts may ask again
             for stage in (self.drift_alerts, self.metric_alerts):
                 stage.on_rejected(data.model)
+            self.drift_alerts_dirty = True
             log.info("retrained %s version %s was rejected", data.model, data.version)
             return
         if data.action != "promoted":
@@ -906,12 +934,42 @@ class MonitorApp:
 
     async def _drift_alert_agent(self, stream: StreamT) -> None:
         async for event in stream.events():
+            if not self.drift_alerts_restored:
+                self._restore_drift_alerts()
+            self.drift_alerts_event = event
             try:
                 detection = detection_from_json(json.loads(event.value))
             except (ValueError, KeyError, TypeError) as exc:
                 await self._dead_letter(event, "alerts", exc)
                 continue
             await self._publish_alerts(self.drift_alerts.on_detection(detection))
+            self.drift_alerts_dirty = True
+            self._save_drift_alerts()
+
+    def _restore_drift_alerts(self) -> None:
+        """Resume the drift alert stage from its changelog (its groups, cooldowns, alert ids)."""
+        self.drift_alerts_restored = True
+        state = self.alert_stage_table.get("drift")
+        if state is None:
+            return
+        try:
+            self.drift_alerts = AlertStage.from_state(self.policy, state)
+        except AlertStageStateError as exc:
+            log.warning("drift alert stage not resumed (%s): it starts afresh", exc)
+            return
+        log.info("drift alert stage resumed from its changelog")
+
+    def _save_drift_alerts(self, *, force: bool = False) -> None:
+        """Write the drift alert stage (under its topic's last event) at most once a second."""
+        event = self.drift_alerts_event
+        if not self.drift_alerts_dirty or event is None:
+            return
+        if not force and time.monotonic() - self.drift_alerts_saved_at < ALERT_STAGE_CHECKPOINT_S:
+            return
+        with _as_current(event):
+            self.alert_stage_table["drift"] = self.drift_alerts.to_state()
+        self.drift_alerts_dirty = False
+        self.drift_alerts_saved_at = time.monotonic()
 
     async def _metric_alert_agent(self, stream: StreamT) -> None:
         async for event in stream.events():
@@ -923,8 +981,12 @@ class MonitorApp:
             await self._publish_alerts(self.metric_alerts.on_metrics(window))
 
     async def _alert_timers(self) -> None:
-        for stage in (self.drift_alerts, self.metric_alerts):
-            await self._publish_alerts(stage.tick())
+        out = self.drift_alerts.tick()
+        await self._publish_alerts(out)
+        # what the timers sent must not be sent again by a worker that resumes the stage
+        self.drift_alerts_dirty |= bool(out.alerts or out.requests)
+        self._save_drift_alerts(force=bool(out.alerts or out.requests))
+        await self._publish_alerts(self.metric_alerts.tick())
 
     async def _publish_alerts(self, out: StageOutput) -> None:
         source = f"urn:driftloop:worker:{self.settings.worker_app_id}"

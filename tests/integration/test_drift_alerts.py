@@ -350,3 +350,71 @@ def test_a_rejected_retrain_lets_the_still_firing_alert_ask_again(services, tmp_
     second = later[1].data
     assert second.alert_ids == first.data.alert_ids  # the same, still firing, alert
     assert second.window.end > first.data.window.end
+
+
+def _errors_then_redos(model: str, start: int, count: int, *, error: float, redo: float) -> tuple:
+    rng = np.random.default_rng(start + 11)
+    predictions, feedback = [], []
+    for i in range(start, start + count):
+        when = T0 + timedelta(milliseconds=10 * i)
+        label = ("weather", "music", "news")[i % 3]
+        predictions.append(_event("prediction", i, model, when, {
+            "request_id": f"{model}-r{i}", "model": model, "model_version": "1",
+            "features": {"loudness_db": float(rng.normal(-20, 1.0))},
+            "prediction": {"label": label, "score": 0.9}, "latency_ms": 20.0,
+        }))  # fmt: skip
+        feedback.append(_event("feedback", i, model, when + timedelta(milliseconds=500), {
+            "request_id": f"{model}-r{i}", "model": model,
+            "label": "shopping" if rng.random() < error else label,
+            "redo_search": bool(rng.random() < redo),
+        }))  # fmt: skip
+    return predictions, feedback
+
+
+def test_a_restarted_worker_resumes_its_alert_groups_and_retrain_cooldown(services, tmp_path):
+    """After a kill -9, a new drifting signal joins the alert already firing, under its id.
+
+    A worker that started its alert stage afresh would open a new alert (a new
+    id) for it, as if the drift had just begun.
+    """
+    settings = _worker_settings(services, tmp_path, drift_checkpoint_interval_s=1.0)
+    model = "concept-restart"
+
+    def firing(events: list[dict]) -> list[AlertEvent]:
+        return [AlertEvent.model_validate(e) for e in events
+                if e["data"]["model"] == model and e["data"]["status"] == "firing"]  # fmt: skip
+
+    first = WorkerProcess(settings, tmp_path / "worker-a.log").start()
+    try:
+        predictions, feedback = _errors_then_redos(model, 0, 4_000, error=0.1, redo=0.05)
+        drifted = _errors_then_redos(model, 4_000, 4_000, error=0.5, redo=0.05)
+        _kcat_publish(settings, "predictions", predictions + drifted[0])
+        _kcat_publish(settings, "feedback", feedback + drifted[1])
+        before = firing(_wait_for(settings, "alerts", lambda e: bool(firing(e))))
+        assert before, first.log_tail()
+        requests = _wait_for(settings, "retrain-requests", lambda e: bool(e), timeout_s=60)
+        assert len(requests) == 1, first.log_tail()
+        time.sleep(settings.idle_close_s + 3)  # quiet: the detectors and the stage are written
+        first.kill()
+    finally:
+        first.stop()
+    [alert] = {a.data.alert_id: a.data for a in before}.values()
+    assert alert.kind == "concept_drift" and "redo_rate" not in alert.signal, alert
+
+    with WorkerProcess(settings, tmp_path / "worker-b.log") as second:
+        predictions, feedback = _errors_then_redos(model, 8_000, 4_000, error=0.5, redo=0.5)
+        _kcat_publish(settings, "predictions", predictions)
+        _kcat_publish(settings, "feedback", feedback)
+        after = _wait_for(
+            settings,
+            "alerts",
+            lambda e: any("redo_rate" in a.data.signal for a in firing(e)),
+            timeout_s=90,
+        )
+        time.sleep(3)
+        requests = _read_topic(settings, "retrain-requests")
+        log_tail = second.log_tail()
+    redo = [a.data for a in firing(after) if "redo_rate" in a.data.signal]
+    assert redo, f"the redo rate's drift was not alerted after the restart:\n{log_tail}"
+    assert {a.alert_id for a in redo} == {alert.alert_id}, (redo, alert)
+    assert len(requests) == 1, "the restarted worker asked for a retrain again (cooldown lost)"
