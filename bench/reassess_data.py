@@ -9,7 +9,7 @@ re-assessment, :func:`online_models.drift.reassess.ramp_vs_step_normal` on
 the 2 000 events before the alarm and ``reassess_after`` after it), and when.
 Steps should stay sudden, ramps end gradual.
 
-Run: ``.venv/bin/python bench/reassess_data.py [--seeds 30]`` (about a minute).
+Run: ``.venv/bin/python bench/reassess_data.py [--seeds 30] [--after 2000]`` (a minute).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def rows(rng: np.random.Generator, start: int, means: np.ndarray) -> list[dict]:
     ]
 
 
-def run(seed: int, f1: np.ndarray) -> list[tuple[str, int]]:
+def run(seed: int, f1: np.ndarray, after: int) -> list[tuple[str, int]]:
     rng = np.random.default_rng(seed)
-    monitor = DriftMonitor(reference_first_n=2_000, window_events=500, seed=0)
+    monitor = DriftMonitor(reference_first_n=2_000, window_events=500, seed=0, reassess_after=after)
     monitor.observe_predictions(rows(rng, 0, np.zeros((CHANGE, 3))))
     means = np.zeros((f1.size, 3))
     means[:, 1] = f1
@@ -57,6 +57,7 @@ def run(seed: int, f1: np.ndarray) -> list[tuple[str, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--after", type=int, default=2_000, help="events looked at after")
     args = parser.parse_args()
     steps = np.arange(6_000)
     scenarios = {
@@ -67,11 +68,14 @@ def main() -> None:
         },
     }
     started = time.perf_counter()
-    print(f"f1 moves at event {CHANGE:,}; {args.seeds} seeds; detections of f1 over 6 000 events")
+    print(
+        f"f1 moves at event {CHANGE:,}; {args.seeds} seeds; detections of f1 over 6 000 events; "
+        f"looked at again {args.after:,} events after the alarm"
+    )
     header = ("scenario", "sudden at alarm", "then gradual", "relabelled at (median)")
     print(f"{header[0]:<26} {header[1]:>16} {header[2]:>13} {header[3]:>23}")
     for name, f1 in scenarios.items():
-        results = [run(seed, f1) for seed in range(args.seeds)]
+        results = [run(seed, f1, args.after) for seed in range(args.seeds)]
         sudden = [r for r in results if r and r[0][0] == "sudden"]
         later = [next((at for p, at in r[1:] if p == "gradual"), None) for r in sudden]
         relabelled = [at for at in later if at is not None]

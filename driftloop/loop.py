@@ -381,6 +381,9 @@ def loop_settings(base: Settings, workdir: Path, config: LoopConfig) -> Settings
             "feedback_grace_s": 5.0,
             "drift_reference_first_n": config.reference_first_n,
             "drift_window_events": 200,
+            # each partition sees 20 events/s: a second look at a sudden alarm 600 events
+            # (30 s) later, not 2 000 (bench/reassess_data.py --after 600: no step relabelled)
+            "drift_reassess_after": 600,
             "alert_policy_file": policy,
             "rollout_canary_fraction": config.canary_fraction,
             "rollout_ramp_steps": list(config.ramp_steps),

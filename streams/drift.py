@@ -1527,6 +1527,7 @@ class DriftMonitor:
             seed=seed,
             numeric_detector=settings.drift_numeric_detector,
             concept_detector=settings.drift_concept_detector,
+            reassess_after=settings.drift_reassess_after,
         )
 
     @property

@@ -223,6 +223,13 @@ class Settings(BaseSettings):
     drift_window_events: int = Field(
         default=1000, ge=50, description="Events per window of the reference comparisons."
     )
+    drift_reassess_after: int = Field(
+        default=2000,
+        ge=0,
+        description="A drift alarm called sudden is looked at again this many events (labelled "
+        "outcomes, for concept drift) later, and relabelled gradual if a ramp fits better; 0: "
+        "never.",
+    )
 
     # -- the model registry and the rollout --------------------------------------------
     registry_secret: SecretStr | None = Field(

@@ -513,13 +513,15 @@ def test_settings_choose_the_detectors() -> None:
     from streams.settings import Settings
 
     settings = Settings(
-        _env_file=None, drift_numeric_detector="adwin", drift_concept_detector="hddm_w"
+        _env_file=None,
+        drift_numeric_detector="adwin",
+        drift_concept_detector="hddm_w",
+        drift_reassess_after=600,
     )
     monitor = DriftMonitor.from_settings(settings, partitions=2)
-    assert (monitor.settings["numeric_detector"], monitor.settings["concept_detector"]) == (
-        "adwin",
-        "hddm_w",
-    )
+    chosen = monitor.settings
+    assert (chosen["numeric_detector"], chosen["concept_detector"]) == ("adwin", "hddm_w")
+    assert chosen["reassess_after"] == 600
 
 
 def test_state_round_trip_keeps_river_detectors() -> None:
