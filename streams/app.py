@@ -101,6 +101,18 @@ _EXPECTED: dict[str, type[CloudEvent]] = {
 }
 
 
+@dataclass
+class _StageSlot:
+    """An alert stage, the last event of its topic, and whether it changed since written."""
+
+    name: str
+    stage: AlertStage
+    restored: bool = False
+    event: EventT | None = None
+    saved_at: float = 0.0
+    dirty: bool = False
+
+
 @contextlib.contextmanager
 def _as_current(event: EventT) -> Iterator[None]:
     """Make ``event`` faust's current event, so table writes go to its partition.
@@ -261,17 +273,14 @@ class MonitorApp:
         )
         # two stages, each with its own grouping: drift detections, and metric-rule transitions
         self.policy = policy
-        self.drift_alerts = AlertStage(policy)
-        self.metric_alerts = AlertStage(policy)
-        # the drift stage is checkpointed (its topic has one partition, so one worker runs it);
-        # the metric stage, fed by every partition of the metrics topic, starts afresh
+        # both are checkpointed to one changelog: their topics have one partition each, so
+        # one worker at a time runs each stage, and it resumes what the last one wrote
         self.alert_stage_table = app.Table(
             "alert-stage", default=None, partitions=1, value_type=bytes
         )
-        self.drift_alerts_restored = False
-        self.drift_alerts_event: EventT | None = None
-        self.drift_alerts_saved_at = 0.0
-        self.drift_alerts_dirty = False
+        self.stages = {
+            name: _StageSlot(name, AlertStage(policy)) for name in ("detections", "metrics")
+        }
         self.drift_monitors: dict[int, DriftMonitor] = {}
         self.drift_saved_at: dict[int, float] = {}
         self.drift_dirty: set[int] = set()
@@ -344,11 +353,10 @@ class MonitorApp:
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
         for tp in revoked:
-            if tp.topic == self.settings.topic("detections"):
-                # the alert stage of the drift detections goes where its partition goes
-                self.drift_alerts = AlertStage(self.policy)
-                self.drift_alerts_restored = False
-                self.drift_alerts_event = None
+            for name in list(self.stages):
+                if tp.topic == self.settings.topic(name):
+                    # an alert stage goes where its topic's partition goes
+                    self.stages[name] = _StageSlot(name, AlertStage(self.policy))
             if tp.topic not in sources:
                 continue  # the partition-keyed state below is that of the source topics
             # another worker owns it now; if it comes back, reload from the changelog
@@ -914,9 +922,9 @@ class MonitorApp:
     async def _on_model_event(self, data: ModelEventData) -> None:
         if data.action == "rejected":
             # the drift that asked for it is still unanswered: its alerts may ask again
-            for stage in (self.drift_alerts, self.metric_alerts):
-                stage.on_rejected(data.model)
-            self.drift_alerts_dirty = True
+            for slot in self.stages.values():
+                slot.stage.on_rejected(data.model)
+                slot.dirty = True
             log.info("retrained %s version %s was rejected", data.model, data.version)
             return
         if data.action != "promoted":
@@ -934,59 +942,60 @@ class MonitorApp:
 
     async def _drift_alert_agent(self, stream: StreamT) -> None:
         async for event in stream.events():
-            if not self.drift_alerts_restored:
-                self._restore_drift_alerts()
-            self.drift_alerts_event = event
+            slot = self._stage("detections", event)
             try:
                 detection = detection_from_json(json.loads(event.value))
             except (ValueError, KeyError, TypeError) as exc:
                 await self._dead_letter(event, "alerts", exc)
                 continue
-            await self._publish_alerts(self.drift_alerts.on_detection(detection))
-            self.drift_alerts_dirty = True
-            self._save_drift_alerts()
-
-    def _restore_drift_alerts(self) -> None:
-        """Resume the drift alert stage from its changelog (its groups, cooldowns, alert ids)."""
-        self.drift_alerts_restored = True
-        state = self.alert_stage_table.get("drift")
-        if state is None:
-            return
-        try:
-            self.drift_alerts = AlertStage.from_state(self.policy, state)
-        except AlertStageStateError as exc:
-            log.warning("drift alert stage not resumed (%s): it starts afresh", exc)
-            return
-        log.info("drift alert stage resumed from its changelog")
-
-    def _save_drift_alerts(self, *, force: bool = False) -> None:
-        """Write the drift alert stage (under its topic's last event) at most once a second."""
-        event = self.drift_alerts_event
-        if not self.drift_alerts_dirty or event is None:
-            return
-        if not force and time.monotonic() - self.drift_alerts_saved_at < ALERT_STAGE_CHECKPOINT_S:
-            return
-        with _as_current(event):
-            self.alert_stage_table["drift"] = self.drift_alerts.to_state()
-        self.drift_alerts_dirty = False
-        self.drift_alerts_saved_at = time.monotonic()
+            await self._publish_alerts(slot.stage.on_detection(detection))
+            self._save_stage(slot, changed=True)
 
     async def _metric_alert_agent(self, stream: StreamT) -> None:
         async for event in stream.events():
+            slot = self._stage("metrics", event)
             try:
                 window = MetricsEvent.model_validate_json(event.value).data
             except ValueError as exc:
                 await self._dead_letter(event, "alerts", exc)
                 continue
-            await self._publish_alerts(self.metric_alerts.on_metrics(window))
+            await self._publish_alerts(slot.stage.on_metrics(window))
+            self._save_stage(slot, changed=True)
+
+    def _stage(self, name: str, event: EventT) -> _StageSlot:
+        """The alert stage of topic ``name``, resumed from its changelog on its first event."""
+        slot = self.stages[name]
+        slot.event = event
+        if not slot.restored:
+            slot.restored = True
+            state = self.alert_stage_table.get(name)
+            if state is not None:
+                try:
+                    slot.stage = AlertStage.from_state(self.policy, state)
+                    log.info("alert stage of %s resumed from its changelog", name)
+                except AlertStageStateError as exc:
+                    log.warning("alert stage of %s not resumed (%s): afresh", name, exc)
+        return slot
+
+    def _save_stage(self, slot: _StageSlot, *, changed: bool, force: bool = False) -> None:
+        """Write an alert stage (under its topic's last event), at most once a second unless
+        ``force``: what its timers sent must not be sent again by a worker that resumes it."""
+        slot.dirty |= changed
+        if not slot.dirty or slot.event is None:
+            return
+        if not force and time.monotonic() - slot.saved_at < ALERT_STAGE_CHECKPOINT_S:
+            return
+        with _as_current(slot.event):
+            self.alert_stage_table[slot.name] = slot.stage.to_state()
+        slot.dirty = False
+        slot.saved_at = time.monotonic()
 
     async def _alert_timers(self) -> None:
-        out = self.drift_alerts.tick()
-        await self._publish_alerts(out)
-        # what the timers sent must not be sent again by a worker that resumes the stage
-        self.drift_alerts_dirty |= bool(out.alerts or out.requests)
-        self._save_drift_alerts(force=bool(out.alerts or out.requests))
-        await self._publish_alerts(self.metric_alerts.tick())
+        for slot in list(self.stages.values()):
+            out = slot.stage.tick()
+            await self._publish_alerts(out)
+            sent = bool(out.alerts or out.requests)
+            self._save_stage(slot, changed=sent, force=sent)
 
     async def _publish_alerts(self, out: StageOutput) -> None:
         source = f"urn:driftloop:worker:{self.settings.worker_app_id}"
