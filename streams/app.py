@@ -89,7 +89,7 @@ __all__ = ["MonitorApp", "create_app"]
 log = logging.getLogger("driftloop.worker")
 
 ALERT_STAGE_CHECKPOINT_S = 1.0
-"""How often, at most, the drift alert stage is written while detections arrive."""
+"""How often, at most, an alert stage is written to its changelog while events arrive."""
 
 MAX_STATE_BYTES = 900_000
 """Largest drift state part written to a changelog: a broker takes records of 1 MiB by default."""
