@@ -761,6 +761,7 @@ class MonitorApp:
         prefix = f"{partition}#"
         parts: dict[str, Any] = {}
         learned: dict[tuple[str, str], ReferenceProfile] = {}
+        versions: list[tuple[str, str]] = []  # the (model, version) groups of the parts
         for key, value in list(self.drift_table.items()):
             if value is None or not key.startswith(prefix):
                 continue
@@ -772,6 +773,8 @@ class MonitorApp:
                     learned[(rest[0], rest[1])] = ReferenceProfile.from_dict(body)
                 else:
                     parts[name] = body
+                    if kind == "predictions":
+                        versions.append((rest[0], rest[1]))
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 log.warning("partition %s: drift state %s unreadable: %s", partition, name, exc)
         head = parts.get(json.dumps(["monitor"]))
@@ -786,13 +789,10 @@ class MonitorApp:
             return None
         given: dict[tuple[str, str], ReferenceProfile] = {}
         digests: dict[tuple[str, str], str | None] = {}
-        for name in parts:
-            kind, *rest = json.loads(name)
-            if kind == "predictions":
-                key = (rest[0], rest[1])
-                digests[key], profile = self._stored_reference(*key)
-                if profile is not None:
-                    given[key] = profile
+        for key in versions:
+            digests[key], profile = self._stored_reference(*key)
+            if profile is not None:
+                given[key] = profile
         try:
             monitor = DriftMonitor.from_parts(parts, given=given, learned=learned)
         except (DriftMonitorError, ValueError, KeyError, TypeError) as exc:

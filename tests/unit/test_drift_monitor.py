@@ -335,12 +335,29 @@ def test_a_given_reference_beats_first_n_and_applies_at_once() -> None:
 # --------------------------------------------------------------------------- state and groups
 
 
-def test_state_round_trip_gives_identical_later_detections() -> None:
-    rng = np.random.default_rng(11)
+def _round_trip_traffic(rng: np.random.Generator) -> tuple[list, list, tuple[list, list]]:
+    """Clean predictions (to mid-window) and outcomes, then drifted ones of both."""
     before = predictions(rng, 0, 3_250)  # stops mid-window, after the warm-up
     before_outcomes = outcomes(rng, 0, 6_000)
     after = predictions(rng, 3_250, 4_000, mean=np.array([0.0, 0.8, 0.0]), sd=[1.0, 1.0, 1.7])
     after_outcomes = outcomes(rng, 6_000, 4_000, error=0.3, redo=0.12)
+    return before, before_outcomes, (after, after_outcomes)
+
+
+def _assert_same_later_detections(
+    monitor: DriftMonitor, copy: DriftMonitor, after: tuple[list, list]
+) -> None:
+    """The restored copy finds exactly what the original finds on the drifted traffic."""
+    rows, outcome_rows = after
+    expected = monitor.observe_predictions(rows) + monitor.observe_outcomes(outcome_rows)
+    got = copy.observe_predictions(rows) + copy.observe_outcomes(outcome_rows)
+    assert {d.kind for d in expected} == {"data_drift", "concept_drift"}
+    assert got == expected
+
+
+def test_state_round_trip_gives_identical_later_detections() -> None:
+    rng = np.random.default_rng(11)
+    before, before_outcomes, after = _round_trip_traffic(rng)
 
     monitor = small_monitor(reference_first_n=5_000)
     monitor.observe_predictions(before[:3_000])  # warm-up still running
@@ -349,19 +366,12 @@ def test_state_round_trip_gives_identical_later_detections() -> None:
     monitor.observe_outcomes(before_outcomes)
     state = json.loads(json.dumps(monitor.to_state()))
     copy = DriftMonitor.from_state(state)
-
-    expected = monitor.observe_predictions(after) + monitor.observe_outcomes(after_outcomes)
-    got = copy.observe_predictions(after) + copy.observe_outcomes(after_outcomes)
-    assert {d.kind for d in expected} == {"data_drift", "concept_drift"}
-    assert got == expected
+    _assert_same_later_detections(monitor, copy, after)
 
 
 def test_state_parts_round_trip_gives_identical_later_detections() -> None:
     rng = np.random.default_rng(12)
-    before = predictions(rng, 0, 3_250)
-    before_outcomes = outcomes(rng, 0, 6_000)
-    after = predictions(rng, 3_250, 4_000, mean=np.array([0.0, 0.8, 0.0]), sd=[1.0, 1.0, 1.7])
-    after_outcomes = outcomes(rng, 6_000, 4_000, error=0.3, redo=0.12)
+    before, before_outcomes, after = _round_trip_traffic(rng)
     monitor = small_monitor()
     monitor.on_promoted("m", "1")
     monitor.observe_predictions(before)
@@ -374,11 +384,7 @@ def test_state_parts_round_trip_gives_identical_later_detections() -> None:
     assert set(learned) == {("m", "1")}
     copy = DriftMonitor.from_parts(parts, learned=learned)
     assert copy.champion("m") == "1"
-
-    expected = monitor.observe_predictions(after) + monitor.observe_outcomes(after_outcomes)
-    got = copy.observe_predictions(after) + copy.observe_outcomes(after_outcomes)
-    assert {d.kind for d in expected} == {"data_drift", "concept_drift"}
-    assert got == expected
+    _assert_same_later_detections(monitor, copy, after)
 
 
 def test_a_group_whose_learned_reference_is_missing_learns_one_again() -> None:
