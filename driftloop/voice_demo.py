@@ -88,10 +88,15 @@ def compressed(scenario: Scenario, *, drift_at_s: float, ramp_s: float | None = 
     >>> gradual = compressed(get_scenario("gradual"), drift_at_s=30.0, ramp_s=90.0)
     >>> [(p.name, p.start_s, p.ramp_s) for p in gradual.phases]
     [('before', 0.0, 0.0), ('drifting', 30.0, 90.0), ('drifted', 120.0, 0.0)]
+    >>> gradual.description[-45:]
+    'new vocabulary (played compressed: over 90 s)'
     """
     old = scenario.phases
     if len(old) < 2:
         return scenario
+    description = scenario.description
+    if ramp_s is not None and any(phase.ramp_s > ramp_s for phase in old):
+        description += f" (played compressed: over {ramp_s:g} s)"
     phases = [old[0]]
     for index, phase in enumerate(old[1:], start=1):
         if index == 1:
@@ -103,7 +108,7 @@ def compressed(scenario: Scenario, *, drift_at_s: float, ramp_s: float | None = 
             start = phases[-1].start_s + max(gap, 1e-3)
         ramp = phase.ramp_s if ramp_s is None else min(phase.ramp_s, ramp_s)
         phases.append(Phase(phase.name, start, phase.mix, ramp))
-    return Scenario(scenario.name, scenario.description, tuple(phases))
+    return Scenario(scenario.name, description, tuple(phases))
 
 
 def on_top_of(scenario: Scenario, before: Mix) -> Scenario:
