@@ -81,6 +81,7 @@ from streams.join import PendingPredictions
 from streams.partition_windows import PartitionWindows, WindowId, parse_segment
 from streams.references import ReferenceStore
 from streams.settings import Settings
+from streams.source_offsets import OffsetVerdict, SourceOffsets
 from streams.telemetry import Telemetry
 from streams.transport import use_fetch_settings
 
@@ -262,6 +263,7 @@ class MonitorApp:
         self.join_writes: dict[int, dict[str, bytes]] = defaultdict(dict)
         self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
         self.monitor_stream: StreamT | None = None
+        self.source_offsets = SourceOffsets()  # no record of a source partition jumped over
 
         app.agent(self.source, name="monitor")(self._monitor)
         app.timer(1.0, name="held-feedback")(self._unless_stopping(self._release_held_feedback))
@@ -359,6 +361,7 @@ class MonitorApp:
                     self.stages[name] = _StageSlot(name, AlertStage(self.policy))
             if tp.topic not in sources:
                 continue  # the partition-keyed state below is that of the source topics
+            self.source_offsets.forget(tp)
             # another worker owns it now; if it comes back, reload from the changelog
             for state in (
                 self.partitions,
@@ -418,9 +421,53 @@ class MonitorApp:
         async for batch in stream.noack_take(settings.take_max_records, settings.take_within_s):
             by_partition: dict[int, list[EventT]] = defaultdict(list)
             for event in batch:
-                by_partition[event.message.partition].append(event)
+                if await self._in_order(event):
+                    by_partition[event.message.partition].append(event)
             for partition, events in by_partition.items():
                 await self._process(stream, partition, events)
+
+    async def _in_order(self, event: EventT) -> bool:
+        """Whether to apply this record now; on a jump past the expected offset, seek back.
+
+        See :mod:`streams.source_offsets`: after a rebalance faust can deliver
+        records from the consumer's old position before the committed one, and
+        would commit past the records in between.
+        """
+        message = event.message
+        tp = message.tp
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {}).get(tp)
+        verdict = self.source_offsets.check(tp, message.offset, committed=committed)
+        if verdict is OffsetVerdict.TAKE:
+            return True
+        if verdict is OffsetVerdict.REWIND:
+            target = self.source_offsets.expected(tp)
+            assert target is not None  # a rewind has an expected offset
+            earliest = (await consumer.earliest_offsets(tp)).get(tp)
+            if earliest is not None and earliest > target:
+                log.warning("%s[%s]: offsets %s..%s are gone (retention); going on from %s",
+                            tp.topic, tp.partition, target, earliest - 1, earliest)  # fmt: skip
+                target = earliest
+            if message.offset == target:
+                self.source_offsets.accept_gap(tp, target)
+                return True
+            log.warning("%s[%s]: offset %s arrived before %s (a fetch from before the "
+                        "rebalance); reading again from %s",
+                        tp.topic, tp.partition, message.offset, target, target)  # fmt: skip
+            self.source_offsets.rewinding(tp, target)
+            topic_name = tp.topic.removeprefix(self.settings.topic_prefix)
+            self.telemetry.rewinds.labels(topic=topic_name).inc()
+            gaps = getattr(consumer, "_gap", {})
+            if tp in gaps:
+                gaps[tp].chop(target, 1 << 62)  # faust must not commit past what we skipped
+            await consumer.seek(tp, target)
+        # not applied and not acknowledged: read again after the seek. faust must not
+        # wait for it (a rebalance waits for every unacknowledged message) nor commit it.
+        message.acked = True
+        unacked = getattr(consumer, "_unacked_messages", None)
+        if unacked is not None:
+            unacked.discard(message)
+        return False
 
     async def _decode(
         self, event: EventT, expected: type[CloudEvent], dedup: RecentIds, topic_name: str

@@ -82,6 +82,12 @@ class Telemetry:
             ["topic"],
             registry=r,
         )
+        self.rewinds = Counter(
+            "driftloop_source_rewinds",
+            "Source partitions sought back because a record came ahead of the expected offset.",
+            ["topic"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "driftloop_dead_letters",
             "Records or events sent to dead-letters.",

@@ -1,0 +1,106 @@
+"""Which records of a source partition the monitor may apply: no offset is ever jumped over.
+
+After a rebalance, faust-streaming 0.15 can hand an agent records from the
+consumer's old position before its seek to the committed offset takes effect
+(a fetch that was in flight during the rebalance). Say offsets 0..3 were
+committed (the next to read is 4) and records 6 and 7 arrive first: faust
+marks 5 as a gap it may commit past, so 4 and 5 would never be counted. The
+monitor asks :class:`SourceOffsets` about every source record before it
+applies it; on a jump it seeks the partition back to the expected offset and
+drops the records ahead of it until that offset arrives.
+
+A real gap (the expected records were deleted by retention) is accepted: the
+caller checks the partition's earliest offset before it rewinds.
+
+Kafka-free: the agent passes offsets in and acts on the answers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+
+__all__ = ["OffsetVerdict", "SourceOffsets"]
+
+
+class OffsetVerdict(enum.Enum):
+    """What to do with one record."""
+
+    TAKE = "take"
+    """Apply it (a record read again, below the expected offset, is taken too: the
+    windows skip it by offset and the dedup memory by event id)."""
+    DROP = "drop"
+    """Ahead of a rewind in progress: it will be read again after the offset sought."""
+    REWIND = "rewind"
+    """Ahead of the expected offset: seek back to :meth:`SourceOffsets.expected`, or
+    call :meth:`SourceOffsets.accept_gap` when those records no longer exist."""
+
+
+class SourceOffsets:
+    """The next offset expected on each source partition, and any rewind in progress.
+
+    Examples
+    --------
+    Offsets 0..3 were committed; after a rebalance 6 arrives before 4:
+
+    >>> offsets = SourceOffsets()
+    >>> offsets.check("p0", 6, committed=4)
+    <OffsetVerdict.REWIND: 'rewind'>
+    >>> offsets.rewinding("p0", 4)  # the caller sought back to 4
+    >>> offsets.check("p0", 7, committed=4)  # still from the old position
+    <OffsetVerdict.DROP: 'drop'>
+    >>> [offsets.check("p0", n, committed=4).value for n in (4, 5, 6)]
+    ['take', 'take', 'take']
+    >>> offsets.expected("p0")
+    7
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[Hashable, int] = {}
+        self._target: dict[Hashable, int] = {}
+        self.rewinds = 0
+        """How many times a partition was sought back (for the logs and tests)."""
+
+    def expected(self, tp: Hashable) -> int | None:
+        """The next offset of ``tp`` to apply (``None`` before its first record)."""
+        return self._target.get(tp, self._next.get(tp))
+
+    def check(self, tp: Hashable, offset: int, *, committed: int | None) -> OffsetVerdict:
+        """The verdict on the record at ``offset``; a taken record moves the expected offset.
+
+        ``committed`` is the partition's committed offset (the next to read),
+        used for its first record after an assignment; ``None`` when unknown.
+        """
+        target = self._target.get(tp)
+        if target is not None:
+            if offset > target:
+                return OffsetVerdict.DROP
+            if offset == target:
+                del self._target[tp]
+            self._take(tp, offset)
+            return OffsetVerdict.TAKE
+        expected = self._next.get(tp, committed)
+        if expected is not None and offset > expected:
+            self._next[tp] = expected
+            return OffsetVerdict.REWIND
+        self._take(tp, offset)
+        return OffsetVerdict.TAKE
+
+    def rewinding(self, tp: Hashable, offset: int) -> None:
+        """The caller sought ``tp`` back to ``offset``: drop what is ahead of it until it comes."""
+        self._target[tp] = offset
+        self.rewinds += 1
+
+    def accept_gap(self, tp: Hashable, offset: int) -> None:
+        """The records before ``offset`` are gone: take ``offset`` as the next one."""
+        self._target.pop(tp, None)
+        self._take(tp, offset)
+
+    def forget(self, tp: Hashable) -> None:
+        """``tp`` was revoked: start again from its committed offset if it comes back."""
+        self._next.pop(tp, None)
+        self._target.pop(tp, None)
+
+    def _take(self, tp: Hashable, offset: int) -> None:
+        if offset + 1 > self._next.get(tp, -1):
+            self._next[tp] = offset + 1

@@ -1,0 +1,71 @@
+"""SourceOffsets: a source partition's records are applied without jumping over any offset."""
+
+from __future__ import annotations
+
+from streams.source_offsets import OffsetVerdict, SourceOffsets
+
+TAKE, DROP, REWIND = OffsetVerdict.TAKE, OffsetVerdict.DROP, OffsetVerdict.REWIND
+
+
+def _replay(offsets: SourceOffsets, tp: str, arriving: list[int], committed: int | None):
+    """Play arrivals like the worker does: on REWIND seek back (arrivals restart there)."""
+    applied: list[int] = []
+    queue = list(arriving)
+    while queue:
+        offset = queue.pop(0)
+        verdict = offsets.check(tp, offset, committed=committed)
+        if verdict is TAKE:
+            applied.append(offset)
+        elif verdict is REWIND:
+            target = offsets.expected(tp)
+            offsets.rewinding(tp, target)
+            queue = [n for n in queue if n > offset] + list(range(target, max(arriving) + 1))
+    return applied
+
+
+def test_records_from_the_old_position_are_read_again_from_the_committed_offset():
+    offsets = SourceOffsets()
+    # committed: next to read is 4; a stale fetch hands over 6..7 (and 8) first
+    applied = _replay(offsets, "p", [6, 7, 8], committed=4)
+    assert sorted(set(applied)) == [4, 5, 6, 7, 8]
+    assert applied[:2] == [4, 5]  # nothing ahead of 4 was applied before 4
+    assert offsets.rewinds == 1
+    assert offsets.expected("p") == 9
+
+
+def test_in_order_records_and_redeliveries_are_taken_without_a_rewind():
+    offsets = SourceOffsets()
+    assert [offsets.check("p", n, committed=10) for n in (10, 11, 12)] == [TAKE] * 3
+    assert offsets.check("p", 11, committed=10) is TAKE  # read again: windows skip it
+    assert offsets.expected("p") == 13
+    assert offsets.check("p", 15, committed=10) is REWIND
+    assert offsets.rewinds == 0  # only counted when the caller rewinds
+
+
+def test_without_a_committed_offset_the_first_record_sets_the_expectation():
+    offsets = SourceOffsets()
+    assert offsets.check("p", 40, committed=None) is TAKE
+    assert offsets.check("p", 42, committed=None) is REWIND
+
+
+def test_a_gap_left_by_retention_is_accepted_and_partitions_are_independent():
+    offsets = SourceOffsets()
+    assert offsets.check("p", 0, committed=None) is TAKE
+    assert offsets.check("p", 100, committed=None) is REWIND
+    offsets.accept_gap("p", 100)  # the broker's earliest offset is 100
+    assert offsets.check("p", 101, committed=None) is TAKE
+    assert offsets.check("q", 7, committed=7) is TAKE
+    assert offsets.expected("p") == 102 and offsets.expected("q") == 8
+
+
+def test_a_revoked_partition_starts_again_from_its_committed_offset():
+    offsets = SourceOffsets()
+    for n in range(5):
+        offsets.check("p", n, committed=0)
+    offsets.rewinding("p", 3)
+    offsets.forget("p")
+    assert offsets.expected("p") is None
+    # another worker went on to 50 meanwhile; the broker says so
+    assert offsets.check("p", 50, committed=50) is TAKE
+    assert offsets.check("p", 20, committed=50) is TAKE  # below: a redelivery, never dropped
+    assert offsets.expected("p") == 51
