@@ -95,6 +95,9 @@ ALERT_STAGE_CHECKPOINT_S = 1.0
 MAX_STATE_BYTES = 900_000
 """Largest drift state part written to a changelog: a broker takes records of 1 MiB by default."""
 
+REWIND_RETRY_S = 2.0
+"""A source partition sought back whose offset has not come this long after is sought again."""
+
 _EXPECTED: dict[str, type[CloudEvent]] = {
     "predictions": PredictionEvent,
     "feedback": FeedbackEvent,
@@ -267,6 +270,7 @@ class MonitorApp:
 
         app.agent(self.source, name="monitor")(self._monitor)
         app.timer(1.0, name="held-feedback")(self._unless_stopping(self._release_held_feedback))
+        app.timer(1.0, name="rewinds")(self._unless_stopping(self._retry_rewinds))
         app.agent(self.partials, name="merge")(self._merge)
         policy = (
             AlertPolicyConfig.from_yaml(settings.alert_policy_file)
@@ -454,13 +458,10 @@ class MonitorApp:
             log.warning("%s[%s]: offset %s arrived before %s (a fetch from before the "
                         "rebalance); reading again from %s",
                         tp.topic, tp.partition, message.offset, target, target)  # fmt: skip
-            self.source_offsets.rewinding(tp, target)
+            self.source_offsets.rewinding(tp, target, now=time.monotonic())
             topic_name = tp.topic.removeprefix(self.settings.topic_prefix)
             self.telemetry.rewinds.labels(topic=topic_name).inc()
-            gaps = getattr(consumer, "_gap", {})
-            if tp in gaps:
-                gaps[tp].chop(target, 1 << 62)  # faust must not commit past what we skipped
-            await consumer.seek(tp, target)
+            await self._seek_back(tp, target)
         # not applied and not acknowledged: read again after the seek. faust must not
         # wait for it (a rebalance waits for every unacknowledged message) nor commit it.
         message.acked = True
@@ -468,6 +469,25 @@ class MonitorApp:
         if unacked is not None:
             unacked.discard(message)
         return False
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        consumer = self.app.consumer
+        gaps = getattr(consumer, "_gap", {})
+        if tp in gaps:
+            gaps[tp].chop(offset, 1 << 62)  # faust must not commit past what we skipped
+        try:
+            await consumer.seek(tp, offset)
+        except Exception as exc:  # revoked meanwhile: its next owner starts from the commit
+            log.warning("%s[%s]: could not seek back to %s: %s", tp.topic, tp.partition, offset,
+                        exc)  # fmt: skip
+            self.source_offsets.forget(tp)
+
+    async def _retry_rewinds(self) -> None:
+        """Seek again the partitions whose rewind has not come back (see ``overdue``)."""
+        for tp, offset in self.source_offsets.overdue(time.monotonic(), REWIND_RETRY_S):
+            log.warning("%s[%s]: offset %s has not come back since the seek; seeking again",
+                        tp.topic, tp.partition, offset)  # fmt: skip
+            await self._seek_back(tp, offset)  # type: ignore[arg-type]
 
     async def _decode(
         self, event: EventT, expected: type[CloudEvent], dedup: RecentIds, topic_name: str

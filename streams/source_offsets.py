@@ -58,6 +58,7 @@ class SourceOffsets:
     def __init__(self) -> None:
         self._next: dict[Hashable, int] = {}
         self._target: dict[Hashable, int] = {}
+        self._sought_at: dict[Hashable, float] = {}  # when each rewind last sought
         self.rewinds = 0
         """How many times a partition was sought back (for the logs and tests)."""
 
@@ -77,6 +78,7 @@ class SourceOffsets:
                 return OffsetVerdict.DROP
             if offset == target:
                 del self._target[tp]
+                self._sought_at.pop(tp, None)
             self._take(tp, offset)
             return OffsetVerdict.TAKE
         expected = self._next.get(tp, committed)
@@ -86,20 +88,49 @@ class SourceOffsets:
         self._take(tp, offset)
         return OffsetVerdict.TAKE
 
-    def rewinding(self, tp: Hashable, offset: int) -> None:
-        """The caller sought ``tp`` back to ``offset``: drop what is ahead of it until it comes."""
+    def rewinding(self, tp: Hashable, offset: int, *, now: float = 0.0) -> None:
+        """The caller sought ``tp`` back to ``offset`` at ``now``: drop what is ahead of it
+        until it comes."""
         self._target[tp] = offset
+        self._sought_at[tp] = now
         self.rewinds += 1
+
+    def overdue(self, now: float, after_s: float) -> list[tuple[Hashable, int]]:
+        """Rewinds whose offset has not come ``after_s`` after their seek: seek them again.
+
+        A seek can be undone: records of the same stale fetch that faust hands
+        over after it move faust's read position up again, and it then drops
+        the records sought as already read. Their clocks restart at ``now``.
+
+        >>> offsets = SourceOffsets()
+        >>> offsets.check("p0", 9, committed=4).value
+        'rewind'
+        >>> offsets.rewinding("p0", 4, now=100.0)
+        >>> offsets.overdue(101.0, after_s=2.0), offsets.overdue(102.5, after_s=2.0)
+        ([], [('p0', 4)])
+        >>> offsets.overdue(103.0, after_s=2.0)  # sought again at 102.5
+        []
+        """
+        late = [
+            (tp, target)
+            for tp, target in self._target.items()
+            if now - self._sought_at.get(tp, now) >= after_s
+        ]
+        for tp, _ in late:
+            self._sought_at[tp] = now
+        return late
 
     def accept_gap(self, tp: Hashable, offset: int) -> None:
         """The records before ``offset`` are gone: take ``offset`` as the next one."""
         self._target.pop(tp, None)
+        self._sought_at.pop(tp, None)
         self._take(tp, offset)
 
     def forget(self, tp: Hashable) -> None:
         """``tp`` was revoked: start again from its committed offset if it comes back."""
         self._next.pop(tp, None)
         self._target.pop(tp, None)
+        self._sought_at.pop(tp, None)
 
     def _take(self, tp: Hashable, offset: int) -> None:
         if offset + 1 > self._next.get(tp, -1):

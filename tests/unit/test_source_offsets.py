@@ -69,3 +69,16 @@ def test_a_revoked_partition_starts_again_from_its_committed_offset():
     assert offsets.check("p", 50, committed=50) is TAKE
     assert offsets.check("p", 20, committed=50) is TAKE  # below: a redelivery, never dropped
     assert offsets.expected("p") == 51
+
+
+def test_a_rewind_whose_offset_never_comes_is_sought_again_until_it_does():
+    offsets = SourceOffsets()
+    assert offsets.check("p", 19, committed=11) is REWIND
+    offsets.rewinding("p", 11, now=0.0)
+    # the seek was undone: faust skips 11..29 as read, only 30.. arrive, and are dropped
+    assert [offsets.check("p", n, committed=11) for n in (30, 31)] == [DROP, DROP]
+    assert offsets.overdue(1.0, after_s=2.0) == []
+    assert offsets.overdue(2.0, after_s=2.0) == [("p", 11)]  # the worker seeks again
+    applied = [n for n in range(11, 32) if offsets.check("p", n, committed=11) is TAKE]
+    assert applied == list(range(11, 32))
+    assert offsets.overdue(10.0, after_s=2.0) == []  # done: nothing left to retry
