@@ -58,7 +58,7 @@ class WindowKNNClassifier(base.Classifier):
     >>> model.n_examples
     50
 
-    The vote shares are the probabilities, for every label in the window:
+    The vote shares are the probabilities, for every label learned:
 
     >>> sorted(model.predict_proba_one({"a": 1.2}).items())
     [('left', 0.0), ('right', 1.0)]
