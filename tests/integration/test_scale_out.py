@@ -43,11 +43,10 @@ def _counted(worker: WorkerProcess, metric: str = 'driftloop_events_total{topic=
 @pytest.mark.xfail(
     strict=False,
     reason="known bug (issue 3): after kill -9 the window totals still come up short by "
-    "about 2 % in some runs (2026-11-29: 1 of 8, 564 of 24 000 events). The offset jump "
-    "at a rebalance, the cause of most earlier failures, is now caught "
-    "(streams/source_offsets.py); the run that failed had rewound two partitions and its "
-    "survivor counted 707 re-read events as late, so a loss between a window's close and "
-    "its partial is the next suspect",
+    "about 2 % in some runs (2026-11-29: 2 of 9; one short by 564 of 24 000 events). The "
+    "offset jump at a rebalance is now caught (streams/source_offsets.py), but one of the "
+    "two failures logged no rewind at all; a window's reported state reaching the "
+    "changelog without its final partial is the next suspect",
 )
 def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
     # Until 2026-11-29 the totals came up short in about a third of the runs: on a
