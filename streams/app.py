@@ -43,7 +43,6 @@ from typing import Any
 
 import faust
 import faust.streams
-import numpy as np
 import redis
 from faust.exceptions import NotReady
 from faust.types import TP, EventT, StreamT
@@ -61,7 +60,7 @@ from streams.alert_stage import (
     detection_to_json,
 )
 from streams.alerting import AlertPolicyConfig, Detection
-from streams.codec import RecordError, decode_prediction_rows, decode_record, encode_event
+from streams.codec import RecordError, decode_record, encode_event
 from streams.dead_letters import DeadLetter
 from streams.dedup import RecentIds
 from streams.drift import DriftMonitor, DriftMonitorError
@@ -77,6 +76,7 @@ from streams.events import (
     RetrainRequestEvent,
 )
 from streams.exceptions import ContractError
+from streams.frames import PredictionFrame, decode_prediction_frame
 from streams.join import PendingPredictions
 from streams.partition_windows import PartitionWindows, WindowId, parse_segment
 from streams.references import ReferenceStore
@@ -149,16 +149,14 @@ Records = list[tuple[int, list[dict[str, Any]]]]
 class _Unapplied:
     """Events a partition decoded but has not yet added to its windows and detectors."""
 
-    predictions: Records = field(default_factory=list)
+    predictions: list[PredictionFrame] = field(default_factory=list)
     outcomes: Records = field(default_factory=list)
     events: int = 0
 
-    def add(self, predictions: Records, outcomes: Records) -> None:
+    def add(self, predictions: list[PredictionFrame], outcomes: Records) -> None:
         self.predictions += predictions
         self.outcomes += outcomes
-        self.events += sum(len(rows) for _, rows in predictions) + sum(
-            len(rows) for _, rows in outcomes
-        )
+        self.events += sum(map(len, predictions)) + sum(len(rows) for _, rows in outcomes)
 
 
 class MonitorApp:
@@ -489,35 +487,49 @@ class MonitorApp:
                         tp.topic, tp.partition, offset)  # fmt: skip
             await self._seek_back(tp, offset)  # type: ignore[arg-type]
 
-    async def _decode(
-        self, event: EventT, expected: type[CloudEvent], dedup: RecentIds, topic_name: str
-    ) -> list[Any]:
-        """The new, valid events of one record; everything else is dead-lettered or counted.
-
-        Predictions come back as rows (:mod:`streams.rows`, the fast path),
-        feedback as models, outcomes as rows of their models.
-        """
+    async def _decode_predictions(
+        self, event: EventT, dedup: RecentIds, topic_name: str
+    ) -> PredictionFrame:
+        """The new, valid predictions of one record (:mod:`streams.frames`, the fast path);
+        everything else is dead-lettered or counted."""
         message = event.message
-        max_bytes = self.settings.max_record_bytes
-        items: list[Any]
-        if expected is PredictionEvent:
-            rows = decode_prediction_rows(message.value, max_bytes=max_bytes)
-            errors, items, others = rows.errors, rows.rows, rows.others
-        else:
-            decoded = decode_record(message.value, max_bytes=max_bytes)
-            errors = decoded.errors
-            items = [e for e in decoded.events if isinstance(e, expected)]
-            others = [e for e in decoded.events if not isinstance(e, expected)]
+        decoded = decode_prediction_frame(
+            message.value, message.offset, max_bytes=self.settings.max_record_bytes
+        )
+        await self._refuse(event, decoded.errors, decoded.others)
+        frame = decoded.frame
+        if not len(frame):
+            return frame
+        seen = dedup.seen_many(frame.ids)
+        if any(seen):
+            self.telemetry.duplicates.labels(topic=topic_name).inc(sum(seen))
+            frame = frame.take([i for i, repeat in enumerate(seen) if not repeat])
+        return frame
+
+    async def _refuse(self, event: EventT, errors: list[RecordError], others: list[Any]) -> None:
+        """Dead-letter what could not be decoded, and events of the wrong type."""
         for error in errors:
             await self._dead_letter(event, "decode", error)
         for other in others:
             await self._dead_letter(
-                event, "route", ContractError(f"{other.type} does not belong on {message.topic}")
+                event,
+                "route",
+                ContractError(f"{other.type} does not belong on {event.message.topic}"),
             )
+
+    async def _decode(
+        self, event: EventT, expected: type[CloudEvent], dedup: RecentIds, topic_name: str
+    ) -> list[Any]:
+        """The new, valid feedback (as models) or outcomes (as rows) of one record;
+        everything else is dead-lettered or counted."""
+        decoded = decode_record(event.message.value, max_bytes=self.settings.max_record_bytes)
+        items = [e for e in decoded.events if isinstance(e, expected)]
+        others = [e for e in decoded.events if not isinstance(e, expected)]
+        await self._refuse(event, decoded.errors, others)
         good: list[Any] = []
         duplicates = 0
         for item in items:
-            if dedup.seen(item["id"] if isinstance(item, dict) else item.id):
+            if dedup.seen(item.id):
                 duplicates += 1
             elif expected is OutcomeEvent:
                 good.append(item.model_dump())
@@ -533,22 +545,24 @@ class MonitorApp:
         join = self._join_partition(partition)
         dedup = self.dedup[partition]
         acks = self.pending[partition]
-        predictions: list[tuple[int, list[dict[str, Any]]]] = []
+        predictions: list[PredictionFrame] = []
         outcomes: list[tuple[int, list[dict[str, Any]]]] = []
         held = self.held_feedback[partition]
         for event in events:
             message = event.message
             topic_name = message.topic.removeprefix(settings.topic_prefix)
-            good = await self._decode(event, _EXPECTED[topic_name], dedup, topic_name)
             if topic_name == "predictions":
-                if good:
-                    predictions.append((message.offset, good))
-                    entries = join.add_rows(good)
+                frame = await self._decode_predictions(event, dedup, topic_name)
+                if len(frame):
+                    predictions.append(frame)
+                    join.add_frame(frame)
                     key = f"{partition}#{message.offset}"
                     self.join_writes[partition][key] = message.value
-                    self.join_records[partition][key] = max(e["time_ms"] for e in entries)
+                    self.join_records[partition][key] = int(frame.time_ms.max())
                 acks.append(event)
-            elif topic_name == "outcomes":
+                continue
+            good = await self._decode(event, _EXPECTED[topic_name], dedup, topic_name)
+            if topic_name == "outcomes":
                 if good:
                     outcomes.append((message.offset, good))
                 acks.append(event)
@@ -566,7 +580,7 @@ class MonitorApp:
                     acks.append(event)
         if held and predictions:
             await self._retry_held(
-                partition, {row["data"]["request_id"] for _, rows in predictions for row in rows}
+                partition, {request_id for frame in predictions for request_id in frame.request_ids}
             )
         unapplied = self.unapplied[partition]
         unapplied.add(predictions, outcomes)
@@ -591,26 +605,20 @@ class MonitorApp:
         if unapplied is None or not unapplied.events:
             return
         windows = self._partition(partition)
-        predictions, outcomes = unapplied.predictions, unapplied.outcomes
-        for kind, topic_name, records in (
-            ("prediction", "predictions", predictions),
-            ("outcome", "outcomes", outcomes),
-        ):
-            if not records:
-                continue
-            late_before = windows.late_events
-            windows.apply_many(kind, self.settings.topic(topic_name), records)  # type: ignore[arg-type]
-            self.telemetry.events.labels(topic=topic_name).inc(sum(len(r) for _, r in records))
-            if windows.late_events > late_before:
-                self.telemetry.late_events.inc(windows.late_events - late_before)
+        predictions = PredictionFrame.concat(unapplied.predictions)
+        outcomes = unapplied.outcomes
+        late_before = windows.late_events
+        if len(predictions):
+            windows.apply_frame(self.settings.topic("predictions"), predictions)
+            self.telemetry.events.labels(topic="predictions").inc(len(predictions))
+        if outcomes:
+            windows.apply_many("outcome", self.settings.topic("outcomes"), outcomes)
+            self.telemetry.events.labels(topic="outcomes").inc(sum(len(r) for _, r in outcomes))
+        if windows.late_events > late_before:
+            self.telemetry.late_events.inc(windows.late_events - late_before)
         await self._detect(partition, predictions, outcomes)
-        if predictions:
-            self.telemetry.observe_latencies(
-                np.fromiter(
-                    (row["data"]["latency_ms"] for _, record in predictions for row in record),
-                    dtype=np.float64,
-                )
-            )
+        if len(predictions):
+            self.telemetry.observe_latencies(predictions.numbers("latency_ms"))
 
     async def _checkpoint(self, stream: StreamT, partition: int, *, idle: bool = False) -> None:
         """Apply what was collected, write the partition's changed state, send closed
@@ -739,9 +747,10 @@ class MonitorApp:
                 if key.startswith(prefix) and value
             ]
             for _offset, key, value in sorted(stored):
-                entries = pending.add_rows(decode_prediction_rows(value).rows)
-                if entries:
-                    records[key] = max(e["time_ms"] for e in entries)
+                frame = decode_prediction_frame(value).frame
+                if len(frame):
+                    pending.add_frame(frame)
+                    records[key] = int(frame.time_ms.max())
             self.join_records[partition] = records
         return pending
 
@@ -910,15 +919,15 @@ class MonitorApp:
     async def _detect(
         self,
         partition: int,
-        predictions: list[tuple[int, list[dict[str, Any]]]],
+        predictions: PredictionFrame,
         outcomes: list[tuple[int, list[dict[str, Any]]]],
     ) -> None:
         """Run the partition's drift detectors; what fires goes to the alert stage."""
         monitor = self._drift_monitor(partition)
         self._apply_new_references(partition, monitor, predictions)
         detections: list[Detection] = []
-        if predictions:
-            detections += monitor.observe_predictions([r for _, rows in predictions for r in rows])
+        if len(predictions):
+            detections += monitor.observe_frame(predictions)
         if outcomes:
             detections += monitor.observe_outcomes([r for _, rows in outcomes for r in rows])
         self.drift_dirty.add(partition)
@@ -947,15 +956,11 @@ class MonitorApp:
         self,
         partition: int,
         monitor: DriftMonitor,
-        predictions: list[tuple[int, list[dict[str, Any]]]],
+        predictions: PredictionFrame,
     ) -> None:
         """A model version this partition sees for the first time gets its stored reference."""
         applied = self.reference_applied[partition]
-        seen = {
-            (row["data"]["model"], row["data"]["model_version"])
-            for _, rows in predictions
-            for row in rows
-        }
+        seen = set(zip(predictions.models, predictions.versions, strict=True))
         for key in seen - applied.keys():
             if key not in self.reference_digests:
                 self.reference_digests[key], profile = self._stored_reference(*key)

@@ -38,6 +38,29 @@ class RecentIds:
             self._ids.popitem(last=False)
         return False
 
+    def seen_many(self, event_ids: list[str]) -> list[bool]:
+        """:meth:`seen` of each id in turn, with one set operation for a batch of new ids.
+
+        Examples
+        --------
+        >>> ids = RecentIds(capacity=3)
+        >>> ids.seen_many(["a", "b"]), ids.seen_many(["c", "a", "c"]), ids.seen_many(["d", "e"])
+        ([False, False], [False, True, True], [False, False])
+        >>> sorted(ids._ids)
+        ['c', 'd', 'e']
+        """
+        known = self._ids
+        if (
+            self.capacity
+            and known.keys().isdisjoint(event_ids)
+            and len(set(event_ids)) == len(event_ids)
+        ):
+            known.update(dict.fromkeys(event_ids))
+            for _ in range(len(known) - self.capacity):
+                known.popitem(last=False)
+            return [False] * len(event_ids)
+        return [self.seen(event_id) for event_id in event_ids]
+
     def __contains__(self, event_id: object) -> bool:
         """Whether ``event_id`` is remembered (without remembering it)."""
         return event_id in self._ids

@@ -131,17 +131,15 @@ are not stored; they are recomputed, seeded, to the same values.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import logging
 import math
 import pickle
 import zlib
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -170,6 +168,7 @@ from online_models.drift.registry import detector_names, detector_spec, make_det
 from online_models.drift.two_sample import DEFAULT_MIN_VALUES
 from streams.alerting.detection import Detection
 from streams.exceptions import StreamsError
+from streams.frames import PredictionFrame
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -571,7 +570,6 @@ class _PredictionDrift:
         self._categorical = sorted(profile.categorical)
         self._features = [name for name in self._numeric if name != SCORE_SIGNAL]
         self._feature_columns = [c for c, name in enumerate(self._numeric) if name != SCORE_SIGNAL]
-        self._getter = itemgetter(*self._features) if len(self._features) > 1 else None
         self._score_at = (
             self._numeric.index(SCORE_SIGNAL) if SCORE_SIGNAL in profile.numeric else -1
         )
@@ -650,68 +648,44 @@ class _PredictionDrift:
 
     # -------------------------------------------------------------- events
 
-    def observe(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Detection]]:
-        """Detections with the row (of ``rows``) that raised each."""
+    def observe(self, frame: PredictionFrame) -> list[tuple[int, Detection]]:
+        """Detections with the event (its index in ``frame``) that raised each."""
         skipped = 0
         if self.profile is None:
-            take = min(len(rows), self.config.reference_first_n - len(self._warmup))
-            for row in rows[:take]:
-                data = row["data"]
-                flat = dict(data["features"])
-                prediction = data["prediction"]
-                flat[SCORE_SIGNAL] = prediction.get("score")
-                flat[LABEL_SIGNAL] = prediction.get("label")
+            take = min(len(frame), self.config.reference_first_n - len(self._warmup))
+            for features, score, label in zip(
+                frame.features[:take], frame.scores[:take], frame.labels[:take], strict=True
+            ):
+                flat = dict(features)
+                flat[SCORE_SIGNAL] = score
+                flat[LABEL_SIGNAL] = label
                 self._warmup.append(flat)
             skipped = take
             if len(self._warmup) >= self.config.reference_first_n:
                 self._learn()
-            if self.profile is None or skipped == len(rows):
+            if self.profile is None or skipped == len(frame):
                 return []
-            rows = rows[skipped:]
-        found = self._monitor(rows)
+            frame = frame.take(range(skipped, len(frame)))
+        found = self._monitor(frame)
         return [(row + skipped, detection) for row, detection in found]
 
-    def _columns(self, datas: list[Mapping[str, Any]]) -> np.ndarray:
+    def _columns(self, frame: PredictionFrame) -> np.ndarray:
         """``(n, numeric signals)`` values, NaN for missing or non-numeric ones."""
-        n, width = len(datas), len(self._features)
-        matrix = np.empty((n, len(self._numeric)))
-        if self._getter is not None:
-            try:
-                # one C-level pass; None becomes NaN
-                values = np.fromiter(
-                    itertools.chain.from_iterable(
-                        map(self._getter, [data["features"] for data in datas])
-                    ),
-                    dtype=np.float64,
-                    count=n * width,
-                )
-                matrix[:, self._feature_columns] = values.reshape(n, width)
-            except (KeyError, TypeError, ValueError):  # a missing feature, or a string
-                self._getter_failed(datas, matrix)
-        elif width:
-            self._getter_failed(datas, matrix)
+        matrix = np.empty((len(frame), len(self._numeric)))
+        if self._features:
+            matrix[:, self._feature_columns] = frame.numeric_matrix(self._features)
         if self._score_at >= 0:
-            matrix[:, self._score_at] = _float_column(
-                [data["prediction"].get("score") for data in datas]
-            )
+            matrix[:, self._score_at] = frame.numbers("scores")
         return matrix
 
-    def _getter_failed(self, datas: list[Mapping[str, Any]], matrix: np.ndarray) -> None:
-        for column, name in zip(self._feature_columns, self._features, strict=True):
-            matrix[:, column] = _float_column([data["features"].get(name) for data in datas])
-
-    def _monitor(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Detection]]:
-        datas = [row["data"] for row in rows]
-        times = [row["time"] for row in rows]
+    def _monitor(self, frame: PredictionFrame) -> list[tuple[int, Detection]]:
+        times = frame.times
+        n = len(frame)
         base = self.position
         self._times.extend(times)
-        numeric = self._columns(datas)
+        numeric = self._columns(frame)
         labels = {
-            name: (
-                [data["prediction"].get("label") for data in datas]
-                if name == LABEL_SIGNAL
-                else [data["features"].get(name) for data in datas]
-            )
+            name: frame.labels if name == LABEL_SIGNAL else frame.values_of(name)
             for name in self._categorical
         }
         # (position, row, order, signal, evidence)
@@ -731,8 +705,8 @@ class _PredictionDrift:
                 )
         done = 0
         window = self.config.window_events
-        while done < len(rows):
-            take = min(window - self._window_rows, len(rows) - done)
+        while done < n:
+            take = min(window - self._window_rows, n - done)
             if self._window_rows == 0:
                 self._window_start = times[done]
             self._window.append(numeric[done : done + take])
@@ -744,7 +718,7 @@ class _PredictionDrift:
                 for order, (result, pattern) in enumerate(self._compare()):
                     evidence = (result, pattern, self._window_start)
                     candidates.append((base + done - 1, done - 1, order, result.signal, evidence))
-        self.position = base + len(rows)
+        self.position = base + n
         candidates.sort(key=lambda item: item[:3])
         found = []
         per_event = []
@@ -1370,11 +1344,17 @@ def outcome_detector(
 
 def _grouped(rows: Sequence[Mapping[str, Any]]) -> dict[Key, list[int] | None]:
     """Row indices per ``(model, model_version)``; ``None``: every row (one group)."""
-    keys = [(row["data"]["model"], row["data"]["model_version"]) for row in rows]
+    return dict(
+        _grouped_keys([(row["data"]["model"], row["data"]["model_version"]) for row in rows])
+    )
+
+
+def _grouped_keys(keys: list[Key]) -> Iterable[tuple[Key, list[int] | None]]:
+    """Indices per key, in order of first appearance; ``None``: every index (one key)."""
     if not keys:
         return {}
     if keys.count(keys[0]) == len(keys):
-        return {keys[0]: None}
+        return [(keys[0], None)]
     groups: dict[Key, list[int] | None] = {}
     for index, key in enumerate(keys):
         members = groups.get(key)
@@ -1382,7 +1362,7 @@ def _grouped(rows: Sequence[Mapping[str, Any]]) -> dict[Key, list[int] | None]:
             groups[key] = [index]
         else:
             members.append(index)
-    return groups
+    return groups.items()
 
 
 class DriftMonitor:
@@ -1543,17 +1523,21 @@ class DriftMonitor:
         Rows may mix models and versions; each ``(model, model_version)`` is
         watched apart. Detections come in the order of the rows that raised them.
         """
+        return self.observe_frame(PredictionFrame.from_rows(rows))
+
+    def observe_frame(self, frame: PredictionFrame) -> list[Detection]:
+        """:meth:`observe_predictions` for predictions given as a frame."""
         found: list[tuple[int, Detection]] = []
-        for key, indices in _grouped(rows).items():
+        for key, indices in _grouped_keys(list(zip(frame.models, frame.versions, strict=True))):
             group = self._predictions.get(key)
             if group is None:
                 group = self._predictions[key] = _PredictionDrift(self._config, *key)
                 if key in self._given:
                     group.reanchor(self._given[key])
             if indices is None:
-                found.extend(group.observe(rows))
+                found.extend(group.observe(frame))
             else:
-                members = [rows[i] for i in indices]
+                members = frame.take(indices)
                 found.extend((indices[row], found_) for row, found_ in group.observe(members))
         found.sort(key=lambda item: item[0])
         return [detection for _, detection in found]

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from streams.dedup import RecentIds
 from streams.events import FeedbackEvent, OutcomeEvent, PredictionEvent
+from streams.frames import PredictionFrame
 
-__all__ = ["JoinMiss", "PendingPredictions", "outcome_for"]
+__all__ = ["JoinMiss", "PendingEntry", "PendingPredictions", "outcome_for"]
 
 
 @dataclass(frozen=True)
@@ -31,19 +34,23 @@ class JoinMiss:
     detail: str
 
 
-def _compact(row: dict[str, Any]) -> dict[str, Any]:
-    """What an outcome needs of a prediction row (see :mod:`streams.rows`)."""
-    data = row["data"]
-    return {
-        "request_id": data["request_id"],
-        "model": data["model"],
-        "model_version": data["model_version"],
-        "segment": data.get("segment"),
-        "route": data.get("route"),
-        "features": data["features"],
-        "label": data["prediction"].get("label"),
-        "time_ms": int(row["time"].timestamp() * 1000),
-    }
+class PendingEntry(msgspec.Struct, gc=False):
+    """What an outcome needs of a prediction waiting for its feedback.
+
+    Not tracked by Python's garbage collector (it cannot be part of a cycle:
+    strings, numbers and dicts of them): a worker keeps one per prediction
+    for the TTL, and the collector's full passes would otherwise walk every
+    one of them.
+    """
+
+    request_id: str
+    model: str
+    model_version: str
+    segment: dict[str, str] | None
+    route: str | None
+    features: dict[str, Any]
+    label: str | None
+    time_ms: int
 
 
 class PendingPredictions:
@@ -74,8 +81,8 @@ class PendingPredictions:
     ):
         self.ttl_ms = int(ttl_s * 1000)
         self.max_pending = max_pending
-        self._by_request: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._shadow: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._by_request: OrderedDict[str, PendingEntry] = OrderedDict()
+        self._shadow: OrderedDict[str, PendingEntry] = OrderedDict()
         self._expired = RecentIds(expired_memory)
         self.watermark_ms = 0
         self.evicted_for_space = 0
@@ -83,50 +90,72 @@ class PendingPredictions:
     def __len__(self) -> int:
         return len(self._by_request)
 
-    def add(self, predictions: list[PredictionEvent]) -> list[dict[str, Any]]:
+    def add(self, predictions: list[PredictionEvent]) -> list[PendingEntry]:
         """Remember predictions; returns their entries (what the changelog keeps)."""
         return self.add_rows([event.model_dump() for event in predictions])
 
-    def add_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def add_rows(self, rows: list[dict[str, Any]]) -> list[PendingEntry]:
         """:meth:`add` for predictions given as rows (:mod:`streams.rows`).
 
         A shadow prediction (route ``shadow``: the challenger scored the request
         but did not answer) is kept apart from the answered one of the same
         request, so feedback meets both (see :meth:`match_shadow`).
         """
-        entries = [_compact(row) for row in rows]
+        return self.add_frame(PredictionFrame.from_rows(rows))
+
+    def add_frame(self, frame: PredictionFrame) -> list[PendingEntry]:
+        """:meth:`add_rows` for predictions given as a frame."""
+        entries = list(
+            map(
+                PendingEntry,
+                frame.request_ids,
+                frame.models,
+                frame.versions,
+                frame.segments,
+                frame.routes,
+                frame.features,
+                frame.labels,
+                frame.time_ms.tolist(),
+            )
+        )
+        by_request = self._by_request
+        newest = self.watermark_ms
         for entry in entries:
-            if entry["route"] == "shadow":
-                self._shadow[entry["request_id"]] = entry
-                self._shadow.move_to_end(entry["request_id"])
+            request_id = entry.request_id
+            if entry.route == "shadow":
+                self._shadow[request_id] = entry
+                self._shadow.move_to_end(request_id)
                 if len(self._shadow) > self.max_pending:
                     self._shadow.popitem(last=False)
                 continue
-            self._by_request[entry["request_id"]] = entry
-            self._by_request.move_to_end(entry["request_id"])
-            self.watermark_ms = max(self.watermark_ms, entry["time_ms"])
-            if len(self._by_request) > self.max_pending:
-                old_id, _ = self._by_request.popitem(last=False)
-                self._expired.seen(old_id)
-                self.evicted_for_space += 1
+            if request_id in by_request:
+                by_request.move_to_end(request_id)
+            by_request[request_id] = entry
+            if entry.time_ms > newest:
+                newest = entry.time_ms
+        self.watermark_ms = newest
+        while len(by_request) > self.max_pending:
+            old_id, _ = by_request.popitem(last=False)
+            self._expired.seen(old_id)
+            self.evicted_for_space += 1
         return entries
 
-    def load(self, entries: list[dict[str, Any]]) -> None:
+    def load(self, entries: list[PendingEntry]) -> None:
         """Take entries back from the changelog (in their original order)."""
         for entry in entries:
-            self._by_request[entry["request_id"]] = entry
-            self.watermark_ms = max(self.watermark_ms, entry["time_ms"])
+            self._by_request[entry.request_id] = entry
+            self.watermark_ms = max(self.watermark_ms, entry.time_ms)
 
     def advance(self, now_ms: int) -> int:
         """Move event time on to ``now_ms``; drop predictions past the TTL and say how many."""
         self.watermark_ms = max(self.watermark_ms, now_ms)
         horizon = self.watermark_ms - self.ttl_ms
         dropped = 0
-        while self._shadow and next(iter(self._shadow.values()))["time_ms"] < horizon:
+        while self._shadow and next(iter(self._shadow.values())).time_ms < horizon:
             self._shadow.popitem(last=False)
         while self._by_request:
             request_id, entry = next(iter(self._by_request.items()))
-            if entry["time_ms"] >= horizon:
+            if entry.time_ms >= horizon:
                 # mostly in time order; a few late arrivals may wait one more round
                 break
             self._by_request.popitem(last=False)
@@ -147,11 +176,11 @@ class PendingPredictions:
                 )
             return JoinMiss("unknown", f"no prediction of request {request_id} was seen")
         feedback_ms = int(feedback.time.timestamp() * 1000)
-        if feedback_ms - entry["time_ms"] > self.ttl_ms:
+        if feedback_ms - entry.time_ms > self.ttl_ms:
             return JoinMiss(
                 "expired",
                 f"feedback for request {request_id} came "
-                f"{(feedback_ms - entry['time_ms']) / 1000:g} s after its prediction, "
+                f"{(feedback_ms - entry.time_ms) / 1000:g} s after its prediction, "
                 f"past the {self.ttl_ms / 1000:g} s TTL",
             )
         return outcome_for(entry, feedback)
@@ -189,32 +218,30 @@ class PendingPredictions:
 
 
 def outcome_for(
-    entry: dict[str, Any], feedback: FeedbackEvent, *, implicit: bool = True
+    entry: PendingEntry, feedback: FeedbackEvent, *, implicit: bool = True
 ) -> OutcomeEvent:
     """The outcome event of a prediction entry and one piece of its feedback."""
     data = feedback.data
     feedback_ms = int(feedback.time.timestamp() * 1000)
-    correct = None if data.label is None else data.label == entry["label"]
+    correct = None if data.label is None else data.label == entry.label
     return OutcomeEvent.new(
         {
-            "request_id": entry["request_id"],
-            "model": entry["model"],
-            "model_version": entry["model_version"],
-            "segment": entry["segment"],
-            "route": entry["route"],
-            "features": entry["features"],
-            "predicted_label": entry["label"],
+            "request_id": entry.request_id,
+            "model": entry.model,
+            "model_version": entry.model_version,
+            "segment": entry.segment,
+            "route": entry.route,
+            "features": entry.features,
+            "predicted_label": entry.label,
             "label": data.label,
             "correct": correct,
             "redo_search": data.redo_search if implicit else None,
             "switched_to_typing": data.switched_to_typing if implicit else None,
             "clicked": data.clicked if implicit else None,
-            "prediction_time": datetime.fromtimestamp(entry["time_ms"] / 1000, UTC),
-            "label_delay_ms": float(max(0, feedback_ms - entry["time_ms"])),
+            "prediction_time": datetime.fromtimestamp(entry.time_ms / 1000, UTC),
+            "label_delay_ms": float(max(0, feedback_ms - entry.time_ms)),
         },
-        id=f"outcome:{feedback.id}"
-        if entry["route"] != "shadow"
-        else f"outcome:{feedback.id}:shadow",
+        id=f"outcome:{feedback.id}" if entry.route != "shadow" else f"outcome:{feedback.id}:shadow",
         time=feedback.time,
         source="urn:driftloop:worker:join",
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from online_models.window_metrics import OutcomeBatch, PredictionBatch, WindowMetrics
 from streams.events import CloudEvent
+from streams.frames import PredictionFrame
 
 __all__ = ["OTHER_SEGMENT", "OpenWindow", "PartitionWindows", "WindowId", "segment_key"]
 
@@ -236,6 +237,8 @@ class PartitionWindows:
         >>> sorted((k.split("|")[2], w.metrics.count) for k, w in windows.windows.items())
         [('locale=en', 2), ('locale=fr', 1)]
         """
+        if kind == "prediction":
+            return self.apply_frame(topic, PredictionFrame.from_records(records))
         events: list[dict[str, Any]] = []
         offsets: list[int] = []
         for offset, record_events in records:
@@ -243,19 +246,93 @@ class PartitionWindows:
             offsets.extend([offset] * len(record_events))
         if not events:
             return 0
-        record_offsets = np.asarray(offsets, dtype=np.int64)
         times = np.fromiter(
             (event["time"].timestamp() for event in events), dtype=np.float64, count=len(events)
         )
-        time_ms = (times * 1000).astype(np.int64)
         groups: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         segment_for = self._segment_for
         for index, event in enumerate(events):
             data = event["data"]
             model, version = data["model"], data["model_version"]
             groups[(model, version, segment_for(model, version, data.get("segment")))].append(index)
-        columns = _prediction_columns(events) if kind == "prediction" else _outcome_columns(events)
+        return self._apply_groups(
+            kind,
+            topic,
+            groups,
+            _outcome_columns(events),
+            (times * 1000).astype(np.int64),
+            np.asarray(offsets, dtype=np.int64),
+        )
 
+    def apply_frame(self, topic: str, frame: PredictionFrame) -> int:
+        """:meth:`apply_many` for predictions given as a frame (offsets in ``frame.offsets``).
+
+        Examples
+        --------
+        >>> from datetime import datetime, UTC
+        >>> from streams.events import PredictionEvent
+        >>> rows = [PredictionEvent.new(
+        ...     {"request_id": f"r{i}", "model": "m", "model_version": "1",
+        ...      "features": {"x": float(i)}, "prediction": {"label": "a"}, "latency_ms": 5.0},
+        ...     time=datetime.fromtimestamp(1_700_000_000 + i, UTC)).model_dump() for i in range(4)]
+        >>> windows = PartitionWindows([10])
+        >>> windows.apply_frame("predictions", PredictionFrame.from_rows(rows, offset=3))
+        4
+        >>> [w.metrics.count for w in windows.windows.values()]
+        [4]
+        """
+        if not len(frame):
+            return 0
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        spelled: dict[tuple[str, str, Any], list[int]] = {}
+        no_segment: tuple[()] = ()
+        for index, key in enumerate(
+            zip(
+                frame.models,
+                frame.versions,
+                [tuple(s.items()) if s else no_segment for s in frame.segments],
+                strict=True,
+            )
+        ):
+            members = spelled.get(key)
+            if members is None:
+                spelled[key] = [index]
+            else:
+                members.append(index)
+        segment_for = self._segment_for
+        for (model, version, items), members in spelled.items():
+            group = (model, version, segment_for(model, version, dict(items) if items else None))
+            if group in groups:  # the same segment spelled in another order, or __other__
+                groups[group] = sorted(groups[group] + members)
+            else:
+                groups[group] = members
+        columns = {
+            "latency_ms": frame.numbers("latency_ms"),
+            "labels": frame.label_array(),
+            "scores": frame.numbers("scores"),
+            "errors": frame.error_flags(),
+            "cpu_percent": frame.host_numbers("cpu_percent"),
+            "memory_mb": frame.host_numbers("memory_mb"),
+            "features": frame.feature_columns(),
+        }
+        return self._apply_groups(
+            "prediction",
+            topic,
+            groups,
+            columns,
+            frame.time_ms,
+            np.asarray(frame.offsets, dtype=np.int64),
+        )
+
+    def _apply_groups(
+        self,
+        kind: Kind,
+        topic: str,
+        groups: dict[tuple[str, str, str], list[int]],
+        columns: dict[str, Any],
+        time_ms: np.ndarray,
+        record_offsets: np.ndarray,
+    ) -> int:
         # Lateness is judged against the watermark as it was before these records: one
         # batched record can span many seconds, and must not close windows on its own events.
         watermark_before = self.watermark_ms if kind == "prediction" else self.outcome_watermark_ms
@@ -386,57 +463,6 @@ class PartitionWindows:
 
 
 # --------------------------------------------------------------------------- columns
-
-_ABSENT = object()
-
-
-def _prediction_columns(events: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Every column of a batch of predictions, once, as numpy arrays to slice per window."""
-    data = [event["data"] for event in events]
-    outputs = [d["prediction"] for d in data]
-    hosts = [d.get("host") or _NO_HOST for d in data]
-    features: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    feature_rows = [d["features"] for d in data]
-    names = set().union(*feature_rows)
-    # the usual batch: every event carries every feature, and no mask is needed
-    complete = sum(map(len, feature_rows)) == len(feature_rows) * len(names)
-    for name in names:
-        present = None
-        if complete:
-            column = [row[name] for row in feature_rows]
-        else:
-            column = [row.get(name, _ABSENT) for row in feature_rows]
-            present = np.fromiter(
-                (value is not _ABSENT for value in column), dtype=bool, count=len(column)
-            )
-            if present.all():
-                present = None
-            else:
-                column = [None if value is _ABSENT else value for value in column]
-        kinds = set(map(type, column))
-        if kinds <= _FLOAT_KINDS:
-            values = np.asarray(column, dtype=np.float64)
-        else:
-            values = np.empty(len(column), dtype=object)
-            values[:] = column
-        features[name] = (values, present)
-    labels = np.empty(len(data), dtype=object)
-    labels[:] = [output.get("label") for output in outputs]
-    return {
-        "latency_ms": np.asarray([d["latency_ms"] for d in data], dtype=np.float64),
-        "labels": labels,
-        "scores": np.asarray([output.get("score") for output in outputs], dtype=np.float64),
-        "errors": np.fromiter(
-            (d.get("error") is not None for d in data), dtype=bool, count=len(data)
-        ),
-        "cpu_percent": np.asarray([h.get("cpu_percent") for h in hosts], dtype=np.float64),
-        "memory_mb": np.asarray([h.get("memory_mb") for h in hosts], dtype=np.float64),
-        "features": features,
-    }
-
-
-_NO_HOST: dict[str, Any] = {}
-_FLOAT_KINDS = frozenset({float, type(None)})
 
 
 def _take_predictions(columns: dict[str, Any], selected: np.ndarray) -> PredictionBatch:
