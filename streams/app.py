@@ -10,12 +10,15 @@ Two stages:
    (:class:`~streams.partition_windows.PartitionWindows`, one vectorised update
    per window per batch), and join feedback to its prediction
    (:class:`~streams.join.PendingPredictions`), sending an ``outcome`` per
-   match. About once a second per partition the changed windows and pending
-   predictions are written to changelog-backed tables and only then are the
-   records acknowledged (faust flushes everything sent before it commits their
-   offsets), so a worker that dies
-   is replaced by one that recovers the state and re-reads only
-   unacknowledged records, which the windows recognise by offset and skip.
+   match. About once a second per partition the changed windows are written
+   to a changelog-backed table and only then are the records acknowledged
+   (faust flushes everything sent before it commits their offsets), so a
+   worker that dies is replaced by one that recovers the state and re-reads
+   only unacknowledged records, which the windows recognise by offset and
+   skip. The predictions waiting for feedback are not copied to a changelog:
+   the ``predictions`` topic is their log (as Kafka Streams reuses a source
+   topic), and a table keeps, per partition, the offset from which they are
+   read again after a take-over.
    Closed windows (and, after ``idle_close_s`` without traffic, open ones)
    are sent as *partials* to the internal ``metrics-partials`` topic.
 2. **merge**: per window, keep the latest partial of every source partition,
@@ -44,6 +47,7 @@ from typing import Any
 import faust
 import faust.streams
 import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.exceptions import NotReady
 from faust.types import TP, EventT, StreamT
 from mode.utils.times import want_seconds
@@ -97,6 +101,10 @@ MAX_STATE_BYTES = 900_000
 
 REWIND_RETRY_S = 2.0
 """A source partition sought back whose offset has not come this long after is sought again."""
+
+JOIN_RECOVERY_TIMEOUT_S = 120.0
+"""Longest a worker spends reading again the predictions waiting for feedback of a partition
+it took over (at the network's pace: an hour of traffic takes seconds)."""
 
 _EXPECTED: dict[str, type[CloudEvent]] = {
     "predictions": PredictionEvent,
@@ -223,9 +231,10 @@ class MonitorApp:
         )
         self.alerts_topic = app.topic(settings.topic("alerts"), **raw)
         self.retrain_topic = app.topic(settings.topic("retrain-requests"), **raw)
-        # Predictions waiting for feedback: the value of their record as it came (no encoding
-        # on the hot path; decoded again only on recovery); a key is "<partition>#<offset>".
-        self.pending_table = app.Table("pending", default=None, partitions=4, value_type=bytes)
+        # Where the predictions waiting for feedback start in each partition of the predictions
+        # topic (the oldest offset still within the join's TTL): a worker that takes a partition
+        # over reads them again from there. A key is "<partition>", a value an offset.
+        self.join_from_table = app.Table("join-from", default=None, partitions=4)
         # Window states of every source partition; a key is "<partition>#<window id>".
         self.windows_table = app.Table("windows", default=None, partitions=4)
         # Latest partial of every source partition, per window.
@@ -260,8 +269,10 @@ class MonitorApp:
         self.rolling_panes: dict[tuple[str, str, str], dict[int, WindowMetrics]] = defaultdict(dict)
         # join state, per partition of predictions/feedback
         self.joins: dict[int, PendingPredictions] = {}
-        self.join_records: dict[int, dict[str, int]] = {}  # record key -> newest time_ms in it
-        self.join_writes: dict[int, dict[str, bytes]] = defaultdict(dict)
+        # offset of a predictions record -> newest event time (ms) in it, for records with
+        # predictions still in the join; and the offset after the last one seen
+        self.join_records: dict[int, dict[int, int]] = {}
+        self.join_read_to: dict[int, int] = {}
         self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
         self.monitor_stream: StreamT | None = None
         self.source_offsets = SourceOffsets()  # no record of a source partition jumped over
@@ -372,7 +383,7 @@ class MonitorApp:
                 self.dedup,
                 self.joins,
                 self.join_records,
-                self.join_writes,
+                self.join_read_to,
                 self.held_feedback,
                 self.drift_monitors,
                 self.drift_saved_at,
@@ -542,7 +553,7 @@ class MonitorApp:
     async def _process(self, stream: StreamT, partition: int, events: list[EventT]) -> None:
         settings = self.settings
         self._partition(partition)  # recovers the partition's windows and dedup memory
-        join = self._join_partition(partition)
+        join = await self._join_partition(partition)
         dedup = self.dedup[partition]
         acks = self.pending[partition]
         predictions: list[PredictionFrame] = []
@@ -556,9 +567,8 @@ class MonitorApp:
                 if len(frame):
                     predictions.append(frame)
                     join.add_frame(frame)
-                    key = f"{partition}#{message.offset}"
-                    self.join_writes[partition][key] = message.value
-                    self.join_records[partition][key] = int(frame.time_ms.max())
+                    self.join_records[partition][message.offset] = int(frame.time_ms.max())
+                self.join_read_to[partition] = message.offset + 1
                 acks.append(event)
                 continue
             good = await self._decode(event, _EXPECTED[topic_name], dedup, topic_name)
@@ -677,11 +687,11 @@ class MonitorApp:
             join.advance(join.watermark_ms)
             horizon = join.watermark_ms - join.ttl_ms
             records = self.join_records[partition]
-            for key, value in self.join_writes.pop(partition, {}).items():
-                self.pending_table[key] = value
-            for key in [k for k, newest in records.items() if newest < horizon]:
-                del records[key]
-                self.pending_table.pop(key, None)
+            for offset in [k for k, newest in records.items() if newest < horizon]:
+                del records[offset]
+            start = min(records) if records else self.join_read_to.get(partition)
+            if start is not None and self.join_from_table.get(str(partition)) != start:
+                self.join_from_table[str(partition)] = start
         # no flush here: faust flushes the producer before it commits offsets, so what was
         # sent (partials, outcomes, dead letters, changelog) is out before the records count
         # as read, and the agent need not wait for it
@@ -732,27 +742,74 @@ class MonitorApp:
 
     # ------------------------------------------------------------------ join
 
-    def _join_partition(self, partition: int) -> PendingPredictions:
+    async def _join_partition(self, partition: int) -> PendingPredictions:
         pending = self.joins.get(partition)
         if pending is None:
             s = self.settings
             pending = self.joins[partition] = PendingPredictions(
                 s.join_ttl_s, max_pending=s.max_pending_predictions
             )
-            records: dict[str, int] = {}
-            prefix = f"{partition}#"
-            stored = [
-                (int(key[len(prefix) :]), key, value)
-                for key, value in list(self.pending_table.items())
-                if key.startswith(prefix) and value
-            ]
-            for _offset, key, value in sorted(stored):
-                frame = decode_prediction_frame(value).frame
-                if len(frame):
-                    pending.add_frame(frame)
-                    records[key] = int(frame.time_ms.max())
-            self.join_records[partition] = records
+            self.join_records[partition] = {}
+            start = self.join_from_table.get(str(partition))
+            if isinstance(start, int):
+                await self._reread_predictions(partition, start, pending)
         return pending
+
+    async def _reread_predictions(
+        self, partition: int, start: int, pending: PendingPredictions
+    ) -> None:
+        """Put the predictions of ``partition`` from offset ``start`` back in its join.
+
+        Reads up to the end of the partition as it is now: records past the
+        committed offset come again through the agent, and adding a prediction
+        twice leaves the join as it was.
+        """
+        tp = TopicPartition(self.settings.topic("predictions"), partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            client_id=f"{self.settings.worker_app_id}-join-recovery",
+            group_id=None,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        records = self.join_records[partition]
+        events = 0
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            earliest = (await consumer.beginning_offsets([tp]))[tp]
+            if earliest > start:
+                log.warning("%s[%s]: predictions from offset %s on are gone (retention); the "
+                            "feedback join starts from %s", tp.topic, partition, start,
+                            earliest)  # fmt: skip
+                start = earliest
+            if start >= end:
+                return
+            consumer.seek(tp, start)
+            deadline = time.monotonic() + JOIN_RECOVERY_TIMEOUT_S
+            while await consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    log.warning("%s[%s]: gave up reading the predictions waiting for feedback "
+                                "after %s s, at offset %s of %s", tp.topic, partition,
+                                JOIN_RECOVERY_TIMEOUT_S, await consumer.position(tp),
+                                end)  # fmt: skip
+                    break
+                fetched = await consumer.getmany(tp, timeout_ms=1000)
+                for message in fetched.get(tp, []):
+                    if message.offset >= end:
+                        break
+                    frame = decode_prediction_frame(
+                        message.value, message.offset, max_bytes=self.settings.max_record_bytes
+                    ).frame
+                    if len(frame):
+                        pending.add_frame(frame)
+                        records[message.offset] = int(frame.time_ms.max())
+                        events += len(frame)
+        finally:
+            await consumer.stop()
+        log.info("%s[%s]: %s predictions waiting for feedback read again from offset %s",
+                 tp.topic, partition, events, start)  # fmt: skip
 
     async def _send_outcome(self, outcome: OutcomeEvent, shadow: OutcomeEvent | None) -> None:
         """Send the outcome of the answered prediction, and of the shadow one if any."""
@@ -1228,7 +1285,7 @@ class MonitorApp:
         """
         topics = [self.partials, self.detections_topic] + [
             table.changelog_topic
-            for table in (self.pending_table, self.windows_table, self.merged_table)
+            for table in (self.join_from_table, self.windows_table, self.merged_table)
         ]
         found = []
         for topic in topics:

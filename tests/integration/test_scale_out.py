@@ -28,6 +28,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _settings(services, name: str) -> Settings:
+    """Settings of fresh topics (created) for one test, with short windows and timers."""
+    settings = Settings(
+        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
+        topic_prefix=f"{name}-{os.getpid()}-{random.randrange(1 << 30):x}.",
+        window_sizes_s=[10],
+        allowed_lateness_s=1,
+        idle_close_s=2,
+        checkpoint_interval_s=0.5,
+        _env_file=None,
+    )
+    create_topics(settings)
+    return settings
+
+
 def _counted(worker: WorkerProcess, metric: str = 'driftloop_events_total{topic="predictions"}'
              ) -> float | None:  # fmt: skip
     """Predictions the worker has counted (or another counter), None when it does not answer."""
@@ -53,16 +68,7 @@ def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
     # rebalance faust handed over records from a fetch made before it (offset 17 with 7
     # committed) and then committed past the ones in between. streams/source_offsets.py
     # now makes the worker seek back instead (logged as "arrived before").
-    settings = Settings(
-        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
-        topic_prefix=f"scale-{os.getpid()}-{random.randrange(1 << 30):x}.",
-        window_sizes_s=[10],
-        allowed_lateness_s=1,
-        idle_close_s=2,
-        checkpoint_interval_s=0.5,
-        _env_file=None,
-    )
-    create_topics(settings)
+    settings = _settings(services, "scale")
     workers = [
         WorkerProcess(
             settings.model_copy(update={"web_port": _free_port()}), tmp_path / f"worker-{name}.log"
@@ -146,4 +152,58 @@ def test_two_workers_split_the_load_and_survive_a_kill_9(services, tmp_path):
         assert {w for w, _ in latest} == expected_windows
     finally:
         for worker in workers:
+            worker.stop()
+
+
+def test_a_worker_that_takes_over_joins_feedback_to_predictions_read_before(services, tmp_path):
+    # The predictions waiting for feedback are not copied to a changelog: a worker that
+    # takes a partition over reads them again from the predictions topic, from the offset
+    # the join-from table keeps. Worker A reads every prediction and commits; it is
+    # killed; worker B gets only the feedback, and must still join all of it.
+    settings = _settings(services, "takeover")
+    model = "takeover-model"
+    sim = VoiceSearchSimulator(
+        seed=5, model=model, start=datetime(2026, 6, 1, 8, 0, tzinfo=UTC), requests_per_second=50
+    )
+    requests = list(sim.requests(600))
+    first = WorkerProcess(settings.model_copy(update={"web_port": _free_port()}),
+                          tmp_path / "worker-a.log")  # fmt: skip
+    second = WorkerProcess(settings.model_copy(update={"web_port": _free_port()}),
+                           tmp_path / "worker-b.log", loglevel="info")  # fmt: skip
+    try:
+        first.start()
+        with Publisher(settings) as pub:
+            for r in requests:
+                pub.publish("prediction", r.prediction, time=r.predicted_at)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (_counted(first) or 0) < len(requests):
+            time.sleep(0.3)
+        assert _counted(first) == len(requests), first.log_tail()
+        time.sleep(6)  # checkpointed (0.5 s) and committed (faust commits every 2.8 s)
+        first.kill()
+
+        second.start()
+        with Publisher(settings) as pub:
+            for r in requests:
+                pub.publish("feedback", r.feedback, time=r.feedback_at)
+        outcomes: dict[str, object] = {}
+        deadline = time.monotonic() + 90
+        with EventReader(settings, ["outcomes"]) as reader:
+            while time.monotonic() < deadline and len(outcomes) < len(requests):
+                for item in reader.items(until_idle_s=2, max_wait_s=10):
+                    if item.event is not None and item.event.data.model == model:
+                        outcomes[item.event.data.request_id] = item.event
+        assert len(outcomes) == len(requests), (
+            f"{len(outcomes)} of {len(requests)} feedback joined after the take-over:\n"
+            + second.log_tail()
+        )
+        for r in requests:
+            outcome = outcomes[r.prediction["request_id"]]
+            assert outcome.data.predicted_label == r.prediction["prediction"]["label"]
+            assert outcome.data.features == r.prediction["features"]
+        # B did not see the predictions through its agent: they were read again
+        assert "read again from offset" in second.log_tail(100_000)
+        assert (_counted(second) or 0) == 0, "B re-counted predictions A had committed"
+    finally:
+        for worker in (first, second):
             worker.stop()
