@@ -252,6 +252,7 @@ class MonitorApp:
         self.rereport_due: dict[int, dict[str, float]] = defaultdict(dict)
         self.checkpointing: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.last_seen: dict[int, float] = {}
+        self.processing: set[int] = set()  # partitions whose records the agent is handling
         # the last event of each partition: what a timer's table writes are made under
         self.last_event: dict[int, EventT] = {}
         self.idle_published: set[int] = set()
@@ -319,6 +320,9 @@ class MonitorApp:
         app.agent(self.model_events_topic, name="promotions")(self._promotion_agent)
         app.timer(settings.reference_refresh_s, name="references")(self._refresh_references)
         app.timer(1.0, name="idle-windows")(self._unless_stopping(self._publish_idle_windows))
+        app.timer(min(0.5, settings.checkpoint_interval_s / 2), name="quiet-checkpoints")(
+            self._unless_stopping(self._checkpoint_quiet)
+        )
         app.timer(0.5, name="publish-metrics")(self._unless_stopping(self._publish_metrics))
         app.on_partitions_revoked.connect(self._on_revoked)
         # faust calls a page function as (view, request)
@@ -551,6 +555,15 @@ class MonitorApp:
         return good
 
     async def _process(self, stream: StreamT, partition: int, events: list[EventT]) -> None:
+        # the timers that checkpoint quiet partitions leave this one alone meanwhile: it
+        # holds records already listed for acknowledgement but not yet applied
+        self.processing.add(partition)
+        try:
+            await self._process_now(stream, partition, events)
+        finally:
+            self.processing.discard(partition)
+
+    async def _process_now(self, stream: StreamT, partition: int, events: list[EventT]) -> None:
         settings = self.settings
         self._partition(partition)  # recovers the partition's windows and dedup memory
         join = await self._join_partition(partition)
@@ -711,6 +724,29 @@ class MonitorApp:
         }
         await self.partials.send(key=key.encode(), value=json.dumps(body).encode())
 
+    async def _checkpoint_quiet(self) -> None:
+        """Checkpoint partitions that got no records for ``checkpoint_interval_s``.
+
+        A partition is otherwise checkpointed when its next records come: when
+        they stop, the last ones (fewer than ``apply_min_events``) would wait
+        for ``idle_close_s`` before they are counted and acknowledged.
+        """
+        stream = self.monitor_stream
+        if stream is None:
+            return
+        now = time.monotonic()
+        interval = self.settings.checkpoint_interval_s
+        for partition, pending in list(self.pending.items()):
+            if (
+                not pending
+                or partition in self.processing
+                or now - self.last_seen.get(partition, now) < interval
+                or now - self.last_checkpoint.get(partition, 0.0) < interval
+            ):
+                continue
+            with _as_current(pending[-1]):
+                await self._checkpoint(stream, partition)
+
     async def _publish_idle_windows(self) -> None:
         """Checkpoint partitions that went quiet and send their open windows.
 
@@ -719,7 +755,11 @@ class MonitorApp:
         """
         now = time.monotonic()
         for partition, seen in list(self.last_seen.items()):
-            if partition in self.idle_published or now - seen < self.settings.idle_close_s:
+            if (
+                partition in self.idle_published
+                or partition in self.processing
+                or now - seen < self.settings.idle_close_s
+            ):
                 continue
             windows = self.partitions.get(partition)
             if windows is None:

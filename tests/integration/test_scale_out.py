@@ -207,3 +207,34 @@ def test_a_worker_that_takes_over_joins_feedback_to_predictions_read_before(serv
     finally:
         for worker in (first, second):
             worker.stop()
+
+
+def test_the_last_records_before_a_pause_are_counted_at_the_next_checkpoint(services, tmp_path):
+    # A partition is checkpointed when its next records come, and its events are applied
+    # (counted) at a checkpoint or once apply_min_events (1 000) have gathered. When
+    # traffic pauses, a timer checkpoints the quiet partitions after checkpoint_interval_s,
+    # well before idle_close_s (here 60 s) would.
+    settings = _settings(services, "pause").model_copy(
+        update={"idle_close_s": 60, "web_port": _free_port()}
+    )
+    sim = VoiceSearchSimulator(
+        seed=9, model="pause-model", start=datetime(2026, 7, 1, tzinfo=UTC), requests_per_second=50
+    )
+    requests = list(sim.requests(600))
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        with Publisher(settings) as pub:
+            # a steady trickle, then a pause: the last records come less than a checkpoint
+            # interval after the one before, and nothing comes after them
+            for i, r in enumerate(requests):
+                pub.publish("prediction", r.prediction, time=r.predicted_at)
+                if i % 10 == 9:
+                    pub.flush()
+                    time.sleep(0.05)
+        sent = time.monotonic()
+        while time.monotonic() - sent < 20 and (_counted(worker) or 0) < len(requests):
+            time.sleep(0.2)
+        counted = _counted(worker)
+        assert counted == len(requests), (
+            f"{counted} of {len(requests)} predictions counted "
+            f"{time.monotonic() - sent:.0f} s after the pause:\n{worker.log_tail()}"
+        )
