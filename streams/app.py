@@ -102,7 +102,7 @@ MAX_STATE_BYTES = 900_000
 REWIND_RETRY_S = 2.0
 """A source partition sought back whose offset has not come this long after is sought again."""
 
-JOIN_RECOVERY_TIMEOUT_S = 120.0
+JOIN_RECOVERY_TIMEOUT_S = 20.0
 """Longest a worker spends reading again the predictions waiting for feedback of a partition
 it took over (at the network's pace: an hour of traffic takes seconds)."""
 
@@ -453,6 +453,15 @@ class MonitorApp:
         message = event.message
         tp = message.tp
         consumer = self.app.consumer
+        if not self._owns(tp):
+            # fetched before a rebalance took its partition away: faust still hands out
+            # what it had buffered, and applying it here would write state (windows,
+            # partials) that the partition's new owner is recovering meanwhile
+            message.acked = True
+            unacked = getattr(consumer, "_unacked_messages", None)
+            if unacked is not None:
+                unacked.discard(message)
+            return False
         committed = getattr(consumer, "_committed_offset", {}).get(tp)
         verdict = self.source_offsets.check(tp, message.offset, committed=committed)
         if verdict is OffsetVerdict.TAKE:
@@ -482,6 +491,13 @@ class MonitorApp:
         if unacked is not None:
             unacked.discard(message)
         return False
+
+    def _owns(self, tp: TP) -> bool:
+        """Whether this worker is assigned ``tp`` now."""
+        try:
+            return tp in self.app.consumer.assignment()
+        except Exception:  # no consumer yet (tests without a broker): take everything
+            return True
 
     async def _seek_back(self, tp: TP, offset: int) -> None:
         consumer = self.app.consumer
@@ -605,6 +621,9 @@ class MonitorApp:
             await self._retry_held(
                 partition, {request_id for frame in predictions for request_id in frame.request_ids}
             )
+        if not self._owns(events[-1].message.tp):
+            log.info("partition %s was revoked amid a batch: left to its next owner", partition)
+            return
         unapplied = self.unapplied[partition]
         unapplied.add(predictions, outcomes)
         if unapplied.events >= settings.apply_min_events:
@@ -802,9 +821,26 @@ class MonitorApp:
 
         Reads up to the end of the partition as it is now: records past the
         committed offset come again through the agent, and adding a prediction
-        twice leaves the join as it was.
+        twice leaves the join as it was. Gives up after
+        :data:`JOIN_RECOVERY_TIMEOUT_S` (the agent waits meanwhile): feedback for
+        what was not read is then dead-lettered as unknown.
         """
         tp = TopicPartition(self.settings.topic("predictions"), partition)
+        progress = {"events": 0, "offset": start}
+        try:
+            await asyncio.wait_for(
+                self._read_predictions(tp, start, pending, progress), JOIN_RECOVERY_TIMEOUT_S
+            )
+        except TimeoutError:
+            log.warning("%s[%s]: gave up reading the predictions waiting for feedback after "
+                        "%s s, at offset %s (from %s)", tp.topic, partition,
+                        JOIN_RECOVERY_TIMEOUT_S, progress["offset"], start)  # fmt: skip
+        log.info("%s[%s]: %s predictions waiting for feedback read again from offset %s",
+                 tp.topic, partition, progress["events"], start)  # fmt: skip
+
+    async def _read_predictions(
+        self, tp: TopicPartition, start: int, pending: PendingPredictions, progress: dict[str, int]
+    ) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             client_id=f"{self.settings.worker_app_id}-join-recovery",
@@ -812,8 +848,7 @@ class MonitorApp:
             enable_auto_commit=False,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        records = self.join_records[partition]
-        events = 0
+        records = self.join_records[tp.partition]
         await consumer.start()
         try:
             consumer.assign([tp])
@@ -821,23 +856,19 @@ class MonitorApp:
             earliest = (await consumer.beginning_offsets([tp]))[tp]
             if earliest > start:
                 log.warning("%s[%s]: predictions from offset %s on are gone (retention); the "
-                            "feedback join starts from %s", tp.topic, partition, start,
+                            "feedback join starts from %s", tp.topic, tp.partition, start,
                             earliest)  # fmt: skip
                 start = earliest
             if start >= end:
                 return
             consumer.seek(tp, start)
-            deadline = time.monotonic() + JOIN_RECOVERY_TIMEOUT_S
-            while await consumer.position(tp) < end:
-                if time.monotonic() > deadline:
-                    log.warning("%s[%s]: gave up reading the predictions waiting for feedback "
-                                "after %s s, at offset %s of %s", tp.topic, partition,
-                                JOIN_RECOVERY_TIMEOUT_S, await consumer.position(tp),
-                                end)  # fmt: skip
-                    break
+            while progress["offset"] < end:
                 fetched = await consumer.getmany(tp, timeout_ms=1000)
+                if not fetched.get(tp) and await consumer.position(tp) >= end:
+                    break  # the last offsets held no record (a gap)
                 for message in fetched.get(tp, []):
                     if message.offset >= end:
+                        progress["offset"] = end
                         break
                     frame = decode_prediction_frame(
                         message.value, message.offset, max_bytes=self.settings.max_record_bytes
@@ -845,11 +876,10 @@ class MonitorApp:
                     if len(frame):
                         pending.add_frame(frame)
                         records[message.offset] = int(frame.time_ms.max())
-                        events += len(frame)
+                        progress["events"] += len(frame)
+                    progress["offset"] = message.offset + 1
         finally:
             await consumer.stop()
-        log.info("%s[%s]: %s predictions waiting for feedback read again from offset %s",
-                 tp.topic, partition, events, start)  # fmt: skip
 
     async def _send_outcome(self, outcome: OutcomeEvent, shadow: OutcomeEvent | None) -> None:
         """Send the outcome of the answered prediction, and of the shadow one if any."""
