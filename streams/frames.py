@@ -245,7 +245,11 @@ class PredictionFrame:
         for frame in frames:
             for name, values in lists.items():
                 values.extend(getattr(frame, name))
-        return cls(**lists)
+        joined = cls(**lists)
+        if frames and all("time_ms" in frame._cache for frame in frames):
+            # the worker reads each record's times already (for the join): not again
+            joined._cache["time_ms"] = np.concatenate([frame.time_ms for frame in frames])
+        return joined
 
     def take(self, indices: Iterable[int]) -> PredictionFrame:
         """A frame of the events at ``indices`` (in that order)."""
