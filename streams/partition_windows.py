@@ -383,6 +383,15 @@ class PartitionWindows:
             )
         else:
             late = window.reported and kind == "prediction"  # reported final: no more of those
+        # records the window holds already (a redelivery) are skipped before lateness is
+        # judged: a recovered window that was reported is not late for its own records
+        stored = -1 if window is None else window.offsets.get(topic, -1)
+        offsets = record_offsets[selected]
+        if stored >= offsets[-1]:
+            return 0
+        if stored >= offsets[0]:
+            selected = selected[offsets > stored]
+            offsets = record_offsets[selected]
         if late:
             self.late_events += len(selected)
             return 0
@@ -390,12 +399,6 @@ class PartitionWindows:
             window = self.windows[key] = OpenWindow(
                 WindowMetrics(max_categories=self.max_categories)
             )
-        stored = window.offsets.get(topic, -1)
-        offsets = record_offsets[selected]
-        if stored >= offsets[-1]:
-            return 0  # these records are in the window already: a redelivery
-        if stored >= offsets[0]:
-            selected = selected[offsets > stored]
         if kind == "prediction":
             window.metrics.add_predictions(_take_predictions(columns, selected))
         else:

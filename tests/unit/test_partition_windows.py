@@ -113,6 +113,26 @@ def test_windows_close_by_watermark_and_later_events_are_late():
     assert total_count(windows) == 1
 
 
+def test_a_recovered_reported_window_skips_its_own_records_without_calling_them_late():
+    # a worker reported the first window, checkpointed, and died before committing: its
+    # successor recovers the window (reported) and reads the same records again
+    first = PartitionWindows([10], allowed_lateness_s=1)
+    first.apply("prediction", TOPIC, 0, [prediction(0, 1.0), prediction(1, 2.0)])
+    first.apply("prediction", TOPIC, 1, [prediction(2, 3.0), prediction(3, 12.5)])
+    (reported,) = first.closable()
+    first.mark_reported(reported)
+    successor = PartitionWindows([10], allowed_lateness_s=1)
+    for key, state in first.take_dirty().items():
+        successor.load(key, json.loads(json.dumps(state)))
+    successor.apply("prediction", TOPIC, 0, [prediction(0, 1.0), prediction(1, 2.0)])
+    successor.apply("prediction", TOPIC, 1, [prediction(2, 3.0), prediction(3, 12.5)])
+    assert successor.late_events == 0
+    # a record after the report is late, and only its own events count as such
+    successor.apply("prediction", TOPIC, 2, [prediction(4, 4.0), prediction(5, 13.0)])
+    assert successor.late_events == 1
+    assert successor.windows[reported].metrics.count == 3
+
+
 def test_a_batched_record_does_not_close_windows_on_its_own_events():
     windows = PartitionWindows([10], allowed_lateness_s=1)
     batch = [prediction(i, i * 0.5) for i in range(60)]  # 30 s of event time in one record
