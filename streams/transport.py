@@ -1,5 +1,19 @@
-"""faust's Kafka transport with the consumer's fetch settings made ours to choose.
+"""faust's Kafka transport: the consumer's fetch settings made ours, and a producer flush
+that does not give up.
 
+**Flush.** faust acknowledges records by committing offsets, and before a
+commit (and when partitions are revoked) it flushes the producer, so that
+what the records caused (table changelog writes, sent events) is out before
+they count as read. But faust-streaming 0.15's ``ProducerBuffer.flush``
+returns as soon as one message takes more than 0.1 s to be handed to aiokafka,
+with the rest still in the buffer, and a changelog write made just before the
+commit can be the one still waiting. Under load the commit then got ahead of
+the tables: a worker that took the partition over recovered window states
+older than the committed offset and never counted the records in between.
+:class:`FlushingProducer` flushes until the buffer is empty and the last
+buffered message has been delivered.
+
+**Fetch.**
 faust-streaming builds its aiokafka consumer with ``fetch_min_bytes=1`` and
 ``fetch_max_wait_ms=1500`` and offers no setting for either. With
 ``fetch_min_bytes=1`` the broker answers a fetch as soon as any partition has
@@ -19,13 +33,20 @@ notices when an upgrade moves them).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["FetchTunedTransport", "fetch_settings", "use_fetch_settings"]
+__all__ = ["FetchTunedTransport", "FlushingProducer", "fetch_settings", "use_fetch_settings"]
+
+log = logging.getLogger(__name__)
+FLUSH_WARN_S = 10.0
 
 
 def fetch_settings(consumer: aiokafka.AIOKafkaConsumer) -> tuple[int, int]:
@@ -51,15 +72,56 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        offsets = await super().seek_to_committed()
+        hook = getattr(self.transport, "on_sought", None)
+        if hook is not None:
+            await hook(offsets)
+        return offsets
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class FlushingProducer(faust_aiokafka.Producer):
+    """faust's aiokafka producer whose :meth:`flush` empties the buffer (see the module
+    docstring)."""
+
+    _last_buffered: asyncio.Future[Any] | None = None
+
+    def send_soon(self, fut: Any) -> None:
+        """Buffer ``fut`` (a table's changelog write), remembering it as the latest."""
+        self._last_buffered = fut
+        super().send_soon(fut)
+
+    async def flush(self) -> None:
+        """Hand every buffered message to aiokafka, then wait until all are delivered."""
+        buffer = self.buffer
+        started = time.monotonic()
+        warned = False
+        while buffer.size:
+            await buffer.flush()  # returns early when one send takes over 0.1 s: go on
+            if not warned and time.monotonic() - started > FLUSH_WARN_S:
+                warned = True
+                log.warning("producer flush: %s messages still buffered after %.0f s",
+                            buffer.size, FLUSH_WARN_S)  # fmt: skip
+        last = self._last_buffered
+        if last is not None and not last.done():
+            # taken from the queue but perhaps not yet handed over: wait for its delivery
+            # (or failure, which faust reports where the message was sent)
+            await asyncio.wait([last])
+        await super().flush()
+
+
 class FetchTunedTransport(faust_aiokafka.Transport):
-    """faust's aiokafka transport; its worker consumer uses ``fetch`` (min bytes, max wait ms)."""
+    """faust's aiokafka transport; its worker consumer uses ``fetch`` (min bytes, max wait ms),
+    its producer is a :class:`FlushingProducer`."""
 
     Consumer = _Consumer
+    Producer = FlushingProducer
     fetch: tuple[int, int] | None = None
+    #: awaited with the offsets of every seek to the committed ones (after each assignment)
+    on_sought: Callable[[Mapping[Any, int | None]], Awaitable[None]] | None = None
 
 
 def use_fetch_settings(app: faust.App, *, min_bytes: int, max_wait_ms: int) -> None:
