@@ -33,13 +33,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
+import inspect
 import json
 import logging
+import signal
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -101,6 +104,10 @@ MAX_STATE_BYTES = 900_000
 
 REWIND_RETRY_S = 2.0
 """A source partition sought back whose offset has not come this long after is sought again."""
+
+STALL_S = 5.0
+"""A source partition whose next offset has not come for this long, though the consumer
+fetched past it, is read again from that offset (``MonitorApp._unstall``)."""
 
 JOIN_RECOVERY_TIMEOUT_S = 20.0
 """Longest a worker spends reading again the predictions waiting for feedback of a partition
@@ -205,6 +212,7 @@ class MonitorApp:
         use_fetch_settings(
             app, min_bytes=settings.fetch_min_bytes, max_wait_ms=settings.fetch_max_wait_ms
         )
+        app.transport.on_sought = self._on_sought  # type: ignore[attr-defined]
         self.app = app
         self.topic_names = {
             name: settings.topic(name) for name in ("predictions", "outcomes", "metrics")
@@ -277,6 +285,9 @@ class MonitorApp:
         self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
         self.monitor_stream: StreamT | None = None
         self.source_offsets = SourceOffsets()  # no record of a source partition jumped over
+        # source partition -> (next offset expected, since when): to notice a stalled one
+        self.source_progress: dict[TP, tuple[int | None, float]] = {}
+        self.rebalances = 0  # partitions revoked so far (a new generation of the group)
 
         app.agent(self.source, name="monitor")(self._monitor)
         app.timer(1.0, name="held-feedback")(self._unless_stopping(self._release_held_feedback))
@@ -325,6 +336,8 @@ class MonitorApp:
         )
         app.timer(0.5, name="publish-metrics")(self._unless_stopping(self._publish_metrics))
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)
+        app.task(self._on_start)
         # faust calls a page function as (view, request)
         app.page("/metrics")(self._metrics_page())
         app.page("/healthz")(self._health_page())
@@ -365,12 +378,114 @@ class MonitorApp:
                 if key.startswith(prefix) and state is not None:
                     windows.load(key[len(prefix) :], state)
             self.dedup[partition] = RecentIds(s.dedup_capacity)
+            # a window recovered as reported may have lost its final partial: the last owner
+            # could die after the changelog write and before the send. Send it again (the
+            # merge keeps the highest revision per partition, so a repeat changes nothing).
+            now = time.monotonic()
+            due = self.rereport_due[partition]
+            for key, window in windows.windows.items():
+                if window.reported:
+                    due[key] = now
             if windows.windows:
-                log.info("partition %s: recovered %s open windows", partition, len(windows.windows))
+                reported = sum(w.reported for w in windows.windows.values())
+                log.info("partition %s: recovered %s open windows (%s reported)", partition,
+                         len(windows.windows), reported)  # fmt: skip
         return windows
+
+    async def _on_start(self) -> None:
+        """``kill -USR1 <pid>`` makes the worker log what each of its tasks is waiting on."""
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self._log_state)
+
+    def _log_state(self) -> None:
+        """Log the asyncio tasks and the consumer's view of its partitions (SIGUSR1)."""
+        _log_tasks()
+        try:
+            self._log_consumer()
+        except Exception as exc:  # private attributes of faust and aiokafka: best effort
+            log.warning("SIGUSR1: the consumer's state could not be read: %r", exc)
+
+    def _log_consumer(self) -> None:
+        consumer = self.app.consumer
+        lines = [
+            f"flow_active={getattr(consumer, 'flow_active', None)} "
+            f"flow_control={self.app.flow_control.is_active()} "
+            f"in_recovery={self.app.in_recovery}",
+            f"active={sorted(map(tuple, getattr(consumer, '_active_partitions', None) or ()))}",
+            f"paused={sorted(map(tuple, getattr(consumer, '_paused_partitions', ())))}",
+            f"buffered={sorted(map(tuple, getattr(consumer, '_buffered_partitions', ())))}",
+            f"read_offset={ {tuple(k): v for k, v in consumer._read_offset.items()} }",
+        ]
+        inner = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+        subscription = getattr(inner, "_subscription", None)
+        assignment = getattr(subscription, "subscription", None)
+        assignment = getattr(assignment, "assignment", None)
+        if assignment is not None:
+            for tp, state in sorted(assignment._tp_state.items()):
+                lines.append(
+                    f"aiokafka {tuple(tp)}: paused={state.paused} "
+                    f"valid={state.has_valid_position} awaiting_reset={state.awaiting_reset} "
+                    f"position={state._position if state.has_valid_position else None}"
+                )
+        log.warning("SIGUSR1: consumer\n%s", "\n".join(lines))
+
+    async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
+        """Take up the windows of newly assigned partitions, even those with nothing to read.
+
+        A partition whose records were all read and acknowledged by its last
+        owner brings no record to this worker, so nothing would load its open
+        windows (recovered into the table) and they would never be reported.
+        Loaded here, the idle timer reports them after ``idle_close_s`` unless
+        records come first.
+        """
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:  # no consumer (tests without a broker)
+            return
+        predictions = self.settings.topic("predictions")
+        now = time.monotonic()
+        for tp in assigned:
+            if tp.topic != predictions or tp.partition in self.partitions:
+                continue
+            windows = self._partition(tp.partition)
+            if windows.windows:
+                self.last_seen.setdefault(tp.partition, now)
+
+    async def _on_sought(self, offsets: Mapping[Any, int | None]) -> None:
+        """faust sought the assigned partitions to their committed offsets: expect those.
+
+        Where nothing was committed the consumer starts at the earliest offset.
+        aiokafka seeks only to committed offsets above 0, and leaves the other
+        partitions where their fetches got to, past the records dropped while
+        the rebalance went on: those are sought here.
+        """
+        sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
+        mine = {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()
+                if tp.topic in sources}  # fmt: skip
+        unknown = [tp for tp, offset in mine.items() if offset is None or offset < 0]
+        earliest: Mapping[TP, int] = {}
+        if unknown:
+            try:
+                earliest = await self.app.consumer.earliest_offsets(*unknown)
+            except Exception as exc:  # then the first record to come sets the expectation
+                log.warning("earliest offsets of %s: %s", unknown, exc)
+        for tp, offset in mine.items():
+            start = offset if offset is not None and offset >= 0 else earliest.get(tp)
+            self.source_offsets.start(tp, start)
+            log.info("%s[%s]: reading from offset %s", tp.topic, tp.partition, start)
+            if start is not None and not offset:
+                try:
+                    await self.app.consumer.seek_wait({tp: start})  # see _seek_back
+                except Exception as exc:  # MonitorApp._unstall reads them again if need be
+                    log.warning("%s[%s]: could not seek to %s: %s", tp.topic, tp.partition,
+                                start, exc)  # fmt: skip
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
+        # until faust has sought the partitions it assigns next, their records may come from
+        # fetches made before (see streams.source_offsets): none is applied meanwhile
+        self.source_offsets.block_all()
+        self.rebalances += 1  # and a batch taken before is not applied (_process_now)
         for tp in revoked:
             for name in list(self.stages):
                 if tp.topic == self.settings.topic(name):
@@ -378,7 +493,8 @@ class MonitorApp:
                     self.stages[name] = _StageSlot(name, AlertStage(self.policy))
             if tp.topic not in sources:
                 continue  # the partition-keyed state below is that of the source topics
-            self.source_offsets.forget(tp)
+            # its records still buffered are dropped until the seek after the next assignment
+            self.source_offsets.block(tp)
             # another worker owns it now; if it comes back, reload from the changelog
             for state in (
                 self.partitions,
@@ -436,12 +552,13 @@ class MonitorApp:
         self.monitor_stream = stream
         settings = self.settings
         async for batch in stream.noack_take(settings.take_max_records, settings.take_within_s):
+            epoch = self.rebalances
             by_partition: dict[int, list[EventT]] = defaultdict(list)
             for event in batch:
                 if await self._in_order(event):
                     by_partition[event.message.partition].append(event)
             for partition, events in by_partition.items():
-                await self._process(stream, partition, events)
+                await self._process(stream, partition, events, epoch)
 
     async def _in_order(self, event: EventT) -> bool:
         """Whether to apply this record now; on a jump past the expected offset, seek back.
@@ -457,10 +574,7 @@ class MonitorApp:
             # fetched before a rebalance took its partition away: faust still hands out
             # what it had buffered, and applying it here would write state (windows,
             # partials) that the partition's new owner is recovering meanwhile
-            message.acked = True
-            unacked = getattr(consumer, "_unacked_messages", None)
-            if unacked is not None:
-                unacked.discard(message)
+            self._let_go(event)
             return False
         committed = getattr(consumer, "_committed_offset", {}).get(tp)
         verdict = self.source_offsets.check(tp, message.offset, committed=committed)
@@ -484,13 +598,20 @@ class MonitorApp:
             topic_name = tp.topic.removeprefix(self.settings.topic_prefix)
             self.telemetry.rewinds.labels(topic=topic_name).inc()
             await self._seek_back(tp, target)
-        # not applied and not acknowledged: read again after the seek. faust must not
-        # wait for it (a rebalance waits for every unacknowledged message) nor commit it.
+        self._let_go(event)
+        return False
+
+    def _let_go(self, event: EventT) -> None:
+        """Neither apply nor acknowledge this record: it is read again after a seek.
+
+        faust must not wait for it (a rebalance waits for every unacknowledged
+        message) nor commit it.
+        """
+        message = event.message
         message.acked = True
-        unacked = getattr(consumer, "_unacked_messages", None)
+        unacked = getattr(self.app.consumer, "_unacked_messages", None)
         if unacked is not None:
             unacked.discard(message)
-        return False
 
     def _owns(self, tp: TP) -> bool:
         """Whether this worker is assigned ``tp`` now."""
@@ -505,18 +626,59 @@ class MonitorApp:
         if tp in gaps:
             gaps[tp].chop(offset, 1 << 62)  # faust must not commit past what we skipped
         try:
-            await consumer.seek(tp, offset)
+            # in the consumer's thread: a seek from this one races aiokafka's fetcher there
+            await consumer.seek_wait({tp: offset})
         except Exception as exc:  # revoked meanwhile: its next owner starts from the commit
             log.warning("%s[%s]: could not seek back to %s: %s", tp.topic, tp.partition, offset,
                         exc)  # fmt: skip
             self.source_offsets.forget(tp)
 
     async def _retry_rewinds(self) -> None:
-        """Seek again the partitions whose rewind has not come back (see ``overdue``)."""
-        for tp, offset in self.source_offsets.overdue(time.monotonic(), REWIND_RETRY_S):
+        """Seek again the partitions whose rewind has not come back (see ``overdue``), and
+        seek back the ones whose records were fetched but not applied."""
+        now = time.monotonic()
+        for tp, offset in self.source_offsets.overdue(now, REWIND_RETRY_S):
             log.warning("%s[%s]: offset %s has not come back since the seek; seeking again",
                         tp.topic, tp.partition, offset)  # fmt: skip
             await self._seek_back(tp, offset)  # type: ignore[arg-type]
+        await self._unstall(now)
+
+    async def _unstall(self, now: float) -> None:
+        """Read again a source partition whose next offset has not come for ``STALL_S``
+        although the consumer fetched past it.
+
+        Records dropped while a partition waited for its seek after a rebalance
+        (:meth:`SourceOffsets.block_all`), or sought back and then dropped again
+        by faust as already read, are not fetched again by themselves; nothing
+        else would make the monitor wait for them forever.
+        """
+        try:
+            consumer = self.app.consumer
+            assigned = consumer.assignment()
+        except Exception:  # not started
+            return
+        sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
+        for tp in assigned:
+            if tp.topic not in sources:
+                continue
+            expected = self.source_offsets.settled(tp)
+            seen = self.source_progress.get(tp)
+            if expected is None or seen is None or seen[0] != expected:
+                self.source_progress[tp] = (expected, now)
+                continue
+            if now - seen[1] < STALL_S:
+                continue
+            self.source_progress[tp] = (expected, now)
+            position = await consumer.position(tp)
+            if position is None or position <= expected:
+                continue  # nothing new to read: not stalled
+            log.warning("%s[%s]: offsets %s..%s were fetched but not applied; reading them again",
+                        tp.topic, tp.partition, expected, position - 1)  # fmt: skip
+            self.source_offsets.rewinding(tp, expected, now=now)
+            self.telemetry.rewinds.labels(
+                topic=tp.topic.removeprefix(self.settings.topic_prefix)
+            ).inc()
+            await self._seek_back(tp, expected)
 
     async def _decode_predictions(
         self, event: EventT, dedup: RecentIds, topic_name: str
@@ -570,21 +732,25 @@ class MonitorApp:
             self.telemetry.duplicates.labels(topic=topic_name).inc(duplicates)
         return good
 
-    async def _process(self, stream: StreamT, partition: int, events: list[EventT]) -> None:
+    async def _process(
+        self, stream: StreamT, partition: int, events: list[EventT], epoch: int = 0
+    ) -> None:
         # the timers that checkpoint quiet partitions leave this one alone meanwhile: it
         # holds records already listed for acknowledgement but not yet applied
         self.processing.add(partition)
         try:
-            await self._process_now(stream, partition, events)
+            await self._process_now(stream, partition, events, epoch)
         finally:
             self.processing.discard(partition)
 
-    async def _process_now(self, stream: StreamT, partition: int, events: list[EventT]) -> None:
+    async def _process_now(
+        self, stream: StreamT, partition: int, events: list[EventT], epoch: int
+    ) -> None:
         settings = self.settings
         self._partition(partition)  # recovers the partition's windows and dedup memory
         join = await self._join_partition(partition)
         dedup = self.dedup[partition]
-        acks = self.pending[partition]
+        acks: list[EventT] = []  # listed for acknowledgement at the end, unless a rebalance came
         predictions: list[PredictionFrame] = []
         outcomes: list[tuple[int, list[dict[str, Any]]]] = []
         held = self.held_feedback[partition]
@@ -621,9 +787,14 @@ class MonitorApp:
             await self._retry_held(
                 partition, {request_id for frame in predictions for request_id in frame.request_ids}
             )
-        if not self._owns(events[-1].message.tp):
-            log.info("partition %s was revoked amid a batch: left to its next owner", partition)
+        if self.rebalances != epoch or not self._owns(events[-1].message.tp):
+            # the batch was taken before a rebalance: whoever owns the partition now reads
+            # it again from the committed offset, and its state was reloaded meanwhile
+            log.info("partition %s: a rebalance came amid a batch; it is read again", partition)
+            for event in acks:
+                self._let_go(event)
             return
+        self.pending[partition].extend(acks)
         unapplied = self.unapplied[partition]
         unapplied.add(predictions, outcomes)
         if unapplied.events >= settings.apply_min_events:
@@ -1384,6 +1555,37 @@ class MonitorApp:
             return view.json({"status": "ok", "partitions": sorted(self.partitions)})
 
         return page
+
+
+def _log_tasks() -> None:
+    """Log where every asyncio task of the running loop waits (a worker's SIGUSR1).
+
+    The chain of awaits is followed down from each task's coroutine, through
+    async generators (an agent's stream), to the innermost frame.
+    """
+    lines = []
+    for task in asyncio.all_tasks():
+        chain = []
+        awaiting: Any = task.get_coro()
+        for _ in range(40):
+            if awaiting is None:
+                break
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "ag_frame", None)
+            frame = frame or getattr(awaiting, "gi_frame", None)
+            if frame is not None:
+                name = frame.f_code.co_filename.rsplit("site-packages/", 1)[-1]
+                chain.append(f"    {name}:{frame.f_lineno} {frame.f_code.co_name}")
+            else:
+                chain.append(f"    {awaiting!r}"[:200])
+            nxt = getattr(awaiting, "cr_await", None) or getattr(awaiting, "ag_await", None)
+            nxt = nxt or getattr(awaiting, "gi_yieldfrom", None)
+            if nxt is None and type(awaiting).__name__ == "async_generator_asend":
+                # no attribute leads from an asend to its generator: the collector knows
+                generators = [g for g in gc.get_referents(awaiting) if inspect.isasyncgen(g)]
+                nxt = generators[0] if generators else None
+            awaiting = nxt
+        lines.append(f"{task.get_name()}:\n" + "\n".join(chain))
+    log.warning("SIGUSR1: %s asyncio tasks\n%s", len(lines), "\n".join(lines))
 
 
 def create_app(settings: Settings) -> MonitorApp:

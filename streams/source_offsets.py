@@ -12,6 +12,14 @@ drops the records ahead of it until that offset arrives.
 A real gap (the expected records were deleted by retention) is accepted: the
 caller checks the partition's earliest offset before it rewinds.
 
+Between a revocation and the seek that follows the next assignment, faust
+also hands over records of the old fetch position. A revoked partition is
+therefore :meth:`~SourceOffsets.block`-ed (its records are dropped, not
+applied) until :meth:`~SourceOffsets.start` gives the offset faust sought to:
+the committed one, or the earliest when nothing was committed. The same goes
+for partitions new to the worker: after :meth:`~SourceOffsets.block_all` (a
+rebalance began) only started partitions are taken.
+
 Kafka-free: the agent passes offsets in and acts on the answers.
 """
 
@@ -59,6 +67,8 @@ class SourceOffsets:
         self._next: dict[Hashable, int] = {}
         self._target: dict[Hashable, int] = {}
         self._sought_at: dict[Hashable, float] = {}  # when each rewind last sought
+        self._blocked: set[Hashable] = set()
+        self._started: set[Hashable] | None = None  # after block_all: partitions started since
         self.rewinds = 0
         """How many times a partition was sought back (for the logs and tests)."""
 
@@ -72,6 +82,8 @@ class SourceOffsets:
         ``committed`` is the partition's committed offset (the next to read),
         used for its first record after an assignment; ``None`` when unknown.
         """
+        if tp in self._blocked or (self._started is not None and tp not in self._started):
+            return OffsetVerdict.DROP
         target = self._target.get(tp)
         if target is not None:
             if offset > target:
@@ -87,6 +99,24 @@ class SourceOffsets:
             return OffsetVerdict.REWIND
         self._take(tp, offset)
         return OffsetVerdict.TAKE
+
+    def settled(self, tp: Hashable) -> int | None:
+        """The next offset of ``tp`` to apply, unless it is blocked, rewinding or unknown.
+
+        >>> offsets = SourceOffsets()
+        >>> offsets.check("p0", 0, committed=None).value, offsets.settled("p0")
+        ('take', 1)
+        >>> offsets.check("p0", 5, committed=None).value, offsets.settled("p0")
+        ('rewind', 1)
+        >>> offsets.rewinding("p0", 1)
+        >>> offsets.settled("p0") is None
+        True
+        """
+        if tp in self._blocked or tp in self._target:
+            return None
+        if self._started is not None and tp not in self._started:
+            return None
+        return self._next.get(tp)
 
     def rewinding(self, tp: Hashable, offset: int, *, now: float = 0.0) -> None:
         """The caller sought ``tp`` back to ``offset`` at ``now``: drop what is ahead of it
@@ -125,6 +155,46 @@ class SourceOffsets:
         self._target.pop(tp, None)
         self._sought_at.pop(tp, None)
         self._take(tp, offset)
+
+    def block(self, tp: Hashable) -> None:
+        """``tp`` was revoked: drop its records until :meth:`start` (after the next seek).
+
+        >>> offsets = SourceOffsets()
+        >>> offsets.check("p0", 4, committed=None).value
+        'take'
+        >>> offsets.block("p0")
+        >>> offsets.check("p0", 5, committed=None).value  # fetched before the rebalance
+        'drop'
+        >>> offsets.start("p0", 3)  # assigned again; faust sought to the committed offset 3
+        >>> [offsets.check("p0", n, committed=None).value for n in (5, 3)]
+        ['rewind', 'take']
+        """
+        self.forget(tp)
+        self._blocked.add(tp)
+
+    def block_all(self) -> None:
+        """A rebalance began: drop the records of every partition until it is :meth:`start`-ed.
+
+        >>> offsets = SourceOffsets()
+        >>> offsets.block_all()
+        >>> offsets.check("p9", 0, committed=None).value  # newly assigned, not sought yet
+        'drop'
+        >>> offsets.start("p9", 0)
+        >>> offsets.check("p9", 0, committed=None).value
+        'take'
+        """
+        for tp in {*self._next, *self._target}:
+            self.block(tp)
+        self._started = set()
+
+    def start(self, tp: Hashable, offset: int | None) -> None:
+        """``tp`` was assigned and sought to ``offset`` (``None``: unknown): expect it next."""
+        self.forget(tp)
+        self._blocked.discard(tp)
+        if self._started is not None:
+            self._started.add(tp)
+        if offset is not None:
+            self._next[tp] = offset
 
     def forget(self, tp: Hashable) -> None:
         """``tp`` was revoked: start again from its committed offset if it comes back."""

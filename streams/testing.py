@@ -195,6 +195,12 @@ class WorkerProcess:
             assert self.process is not None
             self.process.wait(timeout=10)
 
+    def dump_tasks(self, wait_s: float = 1.0) -> None:
+        """SIGUSR1: the worker logs the stack of every asyncio task (to see what waits)."""
+        if self.running():
+            os.kill(self.pid, signal.SIGUSR1)
+            time.sleep(wait_s)
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM, then SIGKILL if it is still there after ``timeout_s``."""
         if not self.running():

@@ -71,6 +71,21 @@ def test_a_revoked_partition_starts_again_from_its_committed_offset():
     assert offsets.expected("p") == 51
 
 
+def test_records_between_a_revocation_and_the_next_seek_are_dropped_not_applied():
+    # 2026-11-29: a worker's partitions were revoked while it still held records 1 and 2 of
+    # its old fetch; with the expectation forgotten it applied 2 and never read 1 again
+    offsets = SourceOffsets()
+    assert offsets.check("p", 0, committed=None) is TAKE
+    offsets.block("p")
+    assert offsets.check("p", 2, committed=None) is DROP
+    assert offsets.check("p", 1, committed=None) is DROP
+    offsets.start("p", 1)  # assigned to this worker again, sought to the committed offset
+    assert _replay(offsets, "p", [2, 3], committed=None) == [1, 2, 3]
+    # a partition that never comes back keeps dropping
+    offsets.block("q")
+    assert offsets.check("q", 0, committed=0) is DROP
+
+
 def test_a_rewind_whose_offset_never_comes_is_sought_again_until_it_does():
     offsets = SourceOffsets()
     assert offsets.check("p", 19, committed=11) is REWIND
