@@ -109,6 +109,10 @@ STALL_S = 5.0
 """A source partition whose next offset has not come for this long, though the consumer
 fetched past it, is read again from that offset (``MonitorApp._unstall``)."""
 
+APPLY_QUIET_S = 0.2
+"""Events of a partition that got no records for this long are applied without waiting
+for ``apply_min_events`` or the next checkpoint (``MonitorApp._checkpoint_quiet``)."""
+
 JOIN_RECOVERY_TIMEOUT_S = 20.0
 """Longest a worker spends reading again the predictions waiting for feedback of a partition
 it took over (at the network's pace: an hour of traffic takes seconds)."""
@@ -331,7 +335,7 @@ class MonitorApp:
         app.agent(self.model_events_topic, name="promotions")(self._promotion_agent)
         app.timer(settings.reference_refresh_s, name="references")(self._refresh_references)
         app.timer(1.0, name="idle-windows")(self._unless_stopping(self._publish_idle_windows))
-        app.timer(min(0.5, settings.checkpoint_interval_s / 2), name="quiet-checkpoints")(
+        app.timer(APPLY_QUIET_S / 2, name="quiet-checkpoints")(
             self._unless_stopping(self._checkpoint_quiet)
         )
         app.timer(0.5, name="publish-metrics")(self._unless_stopping(self._publish_metrics))
@@ -926,6 +930,15 @@ class MonitorApp:
             return
         now = time.monotonic()
         interval = self.settings.checkpoint_interval_s
+        for partition in [p for p, u in self.unapplied.items() if u.events]:
+            # the end of a burst: count it now rather than at the checkpoint, up to a
+            # second later (the windows and detectors take it; the changelog waits)
+            if (
+                partition not in self.processing
+                and now - self.last_seen.get(partition, now) >= APPLY_QUIET_S
+            ):
+                async with self.checkpointing[partition]:
+                    await self._apply(partition)
         for partition, pending in list(self.pending.items()):
             if (
                 not pending
