@@ -119,6 +119,15 @@ class PendingPredictions:
             )
         )
         by_request = self._by_request
+        ids = frame.request_ids
+        if "shadow" not in frame.routes and by_request.keys().isdisjoint(ids):
+            # the usual batch: answered predictions of new requests, appended in order
+            # (a request repeated within the batch keeps its last entry, at its first place)
+            by_request.update(zip(ids, entries, strict=True))
+            if entries:
+                self.watermark_ms = max(self.watermark_ms, int(frame.time_ms.max()))
+            self._evict()
+            return entries
         newest = self.watermark_ms
         for entry in entries:
             request_id = entry.request_id
@@ -134,11 +143,15 @@ class PendingPredictions:
             if entry.time_ms > newest:
                 newest = entry.time_ms
         self.watermark_ms = newest
+        self._evict()
+        return entries
+
+    def _evict(self) -> None:
+        by_request = self._by_request
         while len(by_request) > self.max_pending:
             old_id, _ = by_request.popitem(last=False)
             self._expired.seen(old_id)
             self.evicted_for_space += 1
-        return entries
 
     def load(self, entries: list[PendingEntry]) -> None:
         """Take entries back from the changelog (in their original order)."""
