@@ -289,6 +289,9 @@ class MonitorApp:
         self.held_feedback: dict[int, list[tuple[FeedbackEvent, EventT, float]]] = defaultdict(list)
         self.monitor_stream: StreamT | None = None
         self.source_offsets = SourceOffsets()  # no record of a source partition jumped over
+        self.source_topics = frozenset(
+            settings.topic(name) for name in ("predictions", "feedback", "outcomes")
+        )
         # source partition -> (next offset expected, since when): to notice a stalled one
         self.source_progress: dict[TP, tuple[int | None, float]] = {}
         self.rebalances = 0  # partitions revoked so far (a new generation of the group)
@@ -463,9 +466,8 @@ class MonitorApp:
         partitions where their fetches got to, past the records dropped while
         the rebalance went on: those are sought here.
         """
-        sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
         mine = {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()
-                if tp.topic in sources}  # fmt: skip
+                if tp.topic in self.source_topics}  # fmt: skip
         unknown = [tp for tp, offset in mine.items() if offset is None or offset < 0]
         earliest: Mapping[TP, int] = {}
         if unknown:
@@ -485,7 +487,6 @@ class MonitorApp:
                                 start, exc)  # fmt: skip
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
         # until faust has sought the partitions it assigns next, their records may come from
         # fetches made before (see streams.source_offsets): none is applied meanwhile
         self.source_offsets.block_all()
@@ -495,10 +496,8 @@ class MonitorApp:
                 if tp.topic == self.settings.topic(name):
                     # an alert stage goes where its topic's partition goes
                     self.stages[name] = _StageSlot(name, AlertStage(self.policy))
-            if tp.topic not in sources:
+            if tp.topic not in self.source_topics:
                 continue  # the partition-keyed state below is that of the source topics
-            # its records still buffered are dropped until the seek after the next assignment
-            self.source_offsets.block(tp)
             # another worker owns it now; if it comes back, reload from the changelog
             for state in (
                 self.partitions,
@@ -598,10 +597,7 @@ class MonitorApp:
             log.warning("%s[%s]: offset %s arrived before %s (a fetch from before the "
                         "rebalance); reading again from %s",
                         tp.topic, tp.partition, message.offset, target, target)  # fmt: skip
-            self.source_offsets.rewinding(tp, target, now=time.monotonic())
-            topic_name = tp.topic.removeprefix(self.settings.topic_prefix)
-            self.telemetry.rewinds.labels(topic=topic_name).inc()
-            await self._seek_back(tp, target)
+            await self._rewind(tp, target, time.monotonic())
         self._let_go(event)
         return False
 
@@ -623,6 +619,13 @@ class MonitorApp:
             return tp in self.app.consumer.assignment()
         except Exception:  # no consumer yet (tests without a broker): take everything
             return True
+
+    async def _rewind(self, tp: TP, offset: int, now: float) -> None:
+        """Read ``tp`` again from ``offset``, dropping what comes ahead of it meanwhile."""
+        self.source_offsets.rewinding(tp, offset, now=now)
+        topic = tp.topic.removeprefix(self.settings.topic_prefix)
+        self.telemetry.rewinds.labels(topic=topic).inc()
+        await self._seek_back(tp, offset)
 
     async def _seek_back(self, tp: TP, offset: int) -> None:
         consumer = self.app.consumer
@@ -661,9 +664,8 @@ class MonitorApp:
             assigned = consumer.assignment()
         except Exception:  # not started
             return
-        sources = {self.settings.topic(name) for name in ("predictions", "feedback", "outcomes")}
         for tp in assigned:
-            if tp.topic not in sources:
+            if tp.topic not in self.source_topics:
                 continue
             expected = self.source_offsets.settled(tp)
             seen = self.source_progress.get(tp)
@@ -678,11 +680,7 @@ class MonitorApp:
                 continue  # nothing new to read: not stalled
             log.warning("%s[%s]: offsets %s..%s were fetched but not applied; reading them again",
                         tp.topic, tp.partition, expected, position - 1)  # fmt: skip
-            self.source_offsets.rewinding(tp, expected, now=now)
-            self.telemetry.rewinds.labels(
-                topic=tp.topic.removeprefix(self.settings.topic_prefix)
-            ).inc()
-            await self._seek_back(tp, expected)
+            await self._rewind(tp, expected, now)
 
     async def _decode_predictions(
         self, event: EventT, dedup: RecentIds, topic_name: str

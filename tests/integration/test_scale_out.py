@@ -16,7 +16,7 @@ from producers.publisher import Publisher
 from producers.simulator import VoiceSearchSimulator
 from streams.admin import create_topics
 from streams.codec import decode_record
-from streams.partition_windows import segment_key
+from streams.partition_windows import WindowId, segment_key
 from streams.reader import EventReader
 from streams.settings import Settings
 from streams.testing import WorkerProcess
@@ -88,9 +88,8 @@ def _audit(settings: Settings, size_ms: int = 10_000, show: int = 8) -> str:
     latest: dict[tuple[int, int, str], tuple[int, bool]] = {}
     for record in _records(settings, "metrics-partials"):
         body = json.loads(record.value)
-        start = int(body["window"].rsplit("|", 1)[1])
-        segment = body["window"].split("|")[2]
-        key = (body["partition"], start, segment)
+        window = WindowId.parse(body["window"])
+        key = (body["partition"], window.start_ms, window.segment)
         if key not in latest or body["revision"] >= latest[key][0]:
             latest[key] = (body["revision"], body["final"])
     short = [
