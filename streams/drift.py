@@ -841,33 +841,62 @@ class _PredictionDrift:
         prepared here in bulk (categories counted by one ``Counter`` pass).
         """
         assert self._comparison is not None
-        matrix = np.concatenate(self._window)
-        prepared: list[tuple[str, str, np.ndarray, int]] = []
-        for column, name in enumerate(self._numeric):
-            values = matrix[:, column]
-            values = np.sort(values[np.isfinite(values)])
-            prepared.append((name, "numeric", values, int(values.size)))
-        for name in self._categorical:
-            counts = self._count(name, self._window_labels.get(name, []))
-            prepared.append((name, "categorical", counts, int(counts.sum())))
+        # one row per numeric signal, sorted, its missing values (NaN) last
+        matrix = np.ascontiguousarray(np.concatenate(self._window).T)
+        present = np.isfinite(matrix).sum(axis=1)
+        matrix[~np.isfinite(matrix)] = np.nan
+        matrix.sort(axis=1)
+        categorical = {
+            name: self._count(name, self._window_labels.get(name, [])) for name in self._categorical
+        }
         self._window, self._window_labels, self._window_rows = [], {}, 0
-        drifted = []
-        for name, kind, values, size in prepared:
+        # (signal, test) -> (statistic, p-value, values)
+        outcomes: dict[tuple[str, str], tuple[float, float | None, int]] = {}
+        for size in np.unique(present[present >= DEFAULT_MIN_VALUES]).tolist():
+            rows = np.flatnonzero(present == size)
+            names = [self._numeric[row] for row in rows]
+            references = [self._references[name] for name in names]
+            windows = matrix[rows, :size]
+            for test in self._tests["numeric"]:
+                if test.compare_many is not None:
+                    statistics, p_values = test.compare_many(references, windows)
+                    found = zip(
+                        statistics.tolist(),
+                        [None] * len(names) if p_values is None else p_values.tolist(),
+                        strict=True,
+                    )
+                else:
+                    found = (
+                        test.compare(ref, w) for ref, w in zip(references, windows, strict=True)
+                    )
+                for name, (statistic, p_value) in zip(names, found, strict=True):
+                    outcomes[name, test.name] = (statistic, p_value, size)
+        for name, counts in categorical.items():
+            size = int(counts.sum())
             if size < DEFAULT_MIN_VALUES:
                 continue
-            reference = self._references[name]
-            for test in self._tests[kind]:
-                statistic, p_value = test.compare(reference, values)
-                threshold = self._comparison.threshold(name, test.name, size)
-                history = self._history.setdefault(f"{name}\0{test.name}", [])
-                history.append(statistic)
-                del history[:-TREND_SPAN]
-                if statistic > threshold:
-                    result = ComparisonResult(
-                        name, test.name, statistic, p_value, threshold, True, size
-                    )
-                    # too few windows to see a trend, or no rise: a jump
-                    drifted.append((result, divergence_trend(history, TREND_SPAN) or "sudden"))
+            for test in self._tests["categorical"]:
+                statistic, p_value = test.compare(self._references[name], counts)
+                outcomes[name, test.name] = (statistic, p_value, size)
+        drifted = []
+        order = [(name, test.name) for name in self._numeric for test in self._tests["numeric"]]
+        order += [
+            (name, test.name) for name in self._categorical for test in self._tests["categorical"]
+        ]
+        for name, test_name in order:
+            if (name, test_name) not in outcomes:
+                continue
+            statistic, p_value, size = outcomes[name, test_name]
+            threshold = self._comparison.threshold(name, test_name, size)
+            history = self._history.setdefault(f"{name}\0{test_name}", [])
+            history.append(statistic)
+            del history[:-TREND_SPAN]
+            if statistic > threshold:
+                result = ComparisonResult(
+                    name, test_name, statistic, p_value, threshold, True, size
+                )
+                # too few windows to see a trend, or no rise: a jump
+                drifted.append((result, divergence_trend(history, TREND_SPAN) or "sudden"))
         return drifted
 
     def _count(self, name: str, values: list[Any]) -> np.ndarray:

@@ -170,6 +170,32 @@ class NumericReference:
         """How many sample values fall in each bin."""
         return np.bincount(self.bin_of(self.sample), minlength=self.bin_edges.size + 1)
 
+    @cached_property
+    def distinct(self) -> np.ndarray:
+        """The sample's distinct values, increasing."""
+        return self._ranks[0]
+
+    @cached_property
+    def _ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        # the distinct values, and how many sample values lie below each (then the size)
+        distinct, first = np.unique(self.sample, return_index=True)
+        return distinct, np.append(first, self.sample.size)
+
+    def ranks(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How many sample values are ``<=`` and ``<`` each of ``values`` (one search).
+
+        Examples
+        --------
+        >>> reference = NumericReference.from_sample(np.array([1.0, 2.0, 2.0, 3.0]), count=4)
+        >>> [r.tolist() for r in reference.ranks(np.array([0.5, 2.0, 2.5, 3.0]))]
+        [[0, 3, 3, 4], [0, 1, 3, 3]]
+        """
+        distinct, below = self._ranks
+        at = np.searchsorted(distinct, values, side="left")
+        left = below[at]
+        equal = distinct[np.minimum(at, distinct.size - 1)] == values
+        return np.where(equal, below[np.minimum(at + 1, distinct.size)], left), left
+
     def bin_of(self, values: np.ndarray) -> np.ndarray:
         """Bin index of each value (``0 .. len(bin_edges)``)."""
         return np.searchsorted(self.bin_edges, values, side="right")
