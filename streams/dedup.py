@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from itertools import repeat
+from streams.ordered_index import OrderedIndex
 
 __all__ = ["RecentIds"]
 
@@ -25,19 +24,13 @@ class RecentIds:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        # id -> the number of its last sighting (the index needs a value object per put)
+        self._ids: OrderedIndex[int] = OrderedIndex()
+        self._sightings = 0
 
     def seen(self, event_id: str) -> bool:
         """True if ``event_id`` was seen recently; otherwise remember it and return False."""
-        if self.capacity == 0:
-            return False
-        if event_id in self._ids:
-            self._ids.move_to_end(event_id)
-            return True
-        self._ids[event_id] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return False
+        return self.seen_many([event_id])[0]
 
     def seen_many(self, event_ids: list[str]) -> list[bool]:
         """:meth:`seen` of each id in turn, with one set operation for a batch of new ids.
@@ -47,20 +40,26 @@ class RecentIds:
         >>> ids = RecentIds(capacity=3)
         >>> ids.seen_many(["a", "b"]), ids.seen_many(["c", "a", "c"]), ids.seen_many(["d", "e"])
         ([False, False], [False, True, True], [False, False])
-        >>> sorted(ids._ids)
+        >>> sorted(key for key, _ in ids._ids.items())
         ['c', 'd', 'e']
         """
-        known = self._ids
-        if (
-            self.capacity
-            and known.keys().isdisjoint(event_ids)
-            and len(set(event_ids)) == len(event_ids)
-        ):
-            known.update(zip(event_ids, repeat(None)))  # no dict in between: 0.28 against 0.45 µs
-            for _ in range(len(known) - self.capacity):
-                known.popitem(last=False)
+        if not self.capacity:
             return [False] * len(event_ids)
-        return [self.seen(event_id) for event_id in event_ids]
+        known = self._ids
+        first = self._sightings
+        self._sightings += len(event_ids)
+        if known.keys_disjoint(event_ids) and len(set(event_ids)) == len(event_ids):
+            repeats = [False] * len(event_ids)
+        else:
+            repeats, fresh = [], set()
+            for event_id in event_ids:
+                repeats.append(event_id in known or event_id in fresh)
+                fresh.add(event_id)
+        # a repeat is remembered again as the newest
+        known.put_many(event_ids, range(first, first + len(event_ids)))
+        for _ in range(len(known) - self.capacity):
+            known.pop_oldest()
+        return repeats
 
     def __contains__(self, event_id: object) -> bool:
         """Whether ``event_id`` is remembered (without remembering it)."""

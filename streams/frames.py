@@ -256,9 +256,20 @@ class PredictionFrame:
             for name, values in lists.items():
                 values.extend(getattr(frame, name))
         joined = cls(**lists)
-        if frames and all("time_ms" in frame._cache for frame in frames):
+        caches = [frame._cache for frame in frames]
+        if caches and all("time_ms" in cache for cache in caches):
             # the worker reads each record's times already (for the join): not again
-            joined._cache["time_ms"] = np.concatenate([frame.time_ms for frame in frames])
+            joined._cache["time_ms"] = np.concatenate([cache["time_ms"] for cache in caches])
+        if caches and all("feature_matrix" in cache for cache in caches):
+            # the same for the features' matrix, when the records' features have one shape
+            names = caches[0]["feature_matrix"][0]
+            if all(cache["feature_matrix"][0] == names for cache in caches):
+                matrix = np.concatenate([cache["feature_matrix"][1] for cache in caches])
+                joined._cache["feature_matrix"] = (names, matrix)
+                joined._cache["feature_names"] = list(names)
+                joined._cache["feature_columns"] = {
+                    name: (matrix[:, j], None) for j, name in enumerate(names)
+                }
         return joined
 
     def take(self, indices: Iterable[int]) -> PredictionFrame:
@@ -344,6 +355,20 @@ class PredictionFrame:
         """
         return self._cached("feature_columns", self._feature_columns)  # type: ignore[no-any-return]
 
+    def feature_matrix(self) -> tuple[tuple[str, ...], np.ndarray] | None:
+        """``(names, (events, names) float64 matrix)`` when every event carries the same
+        features (two or more), all numbers; else ``None``.
+
+        Examples
+        --------
+        >>> frame = PredictionFrame.from_rows([{"time": None, "data": {"model": "m",
+        ...     "model_version": "1", "features": {"b": 2, "a": 1.5}, "prediction": {}}}])
+        >>> frame.feature_matrix()
+        (('a', 'b'), array([[1.5, 2. ]]))
+        """
+        self.feature_columns()
+        return self._cache.get("feature_matrix")  # type: ignore[no-any-return]
+
     def _feature_columns(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         rows = self.features
         n = len(rows)
@@ -365,6 +390,7 @@ class PredictionFrame:
                 pass
             else:
                 self._cache["feature_names"] = first
+                self._cache["feature_matrix"] = (tuple(first), matrix)
                 return {name: (matrix[:, j], None) for j, name in enumerate(first)}
         names = self.feature_names()
         width = len(names)

@@ -8,20 +8,30 @@ becomes an outcome; each piece of feedback does (a redo at once and a label an
 hour later are two outcomes). Feedback that finds nothing is *unknown*, or
 *expired* when its prediction was dropped for age (the ids of recently expired
 predictions are remembered, in bounded memory).
+
+A worker keeps a prediction per request for the TTL: a million of them. They
+are kept as the columns of the batches they came in (:class:`_Block`: tuples,
+the features as one float matrix when they are all numbers), and a request's
+place in them by an :class:`~streams.ordered_index.OrderedIndex`: no object per
+prediction, nothing the garbage collector walks, and about a tenth of the
+memory of a features dict per prediction. :class:`PendingEntry` is built when
+feedback asks for it.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from streams.dedup import RecentIds
 from streams.events import FeedbackEvent, OutcomeEvent, PredictionEvent
 from streams.frames import PredictionFrame
+from streams.ordered_index import OrderedIndex
 
 __all__ = ["JoinMiss", "PendingEntry", "PendingPredictions", "outcome_for"]
 
@@ -35,13 +45,7 @@ class JoinMiss:
 
 
 class PendingEntry(msgspec.Struct, gc=False):
-    """What an outcome needs of a prediction waiting for its feedback.
-
-    Not tracked by Python's garbage collector (it cannot be part of a cycle:
-    strings, numbers and dicts of them): a worker keeps one per prediction
-    for the TTL, and the collector's full passes would otherwise walk every
-    one of them.
-    """
+    """What an outcome needs of a prediction waiting for its feedback."""
 
     request_id: str
     model: str
@@ -51,6 +55,66 @@ class PendingEntry(msgspec.Struct, gc=False):
     features: dict[str, Any]
     label: str | None
     time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The predictions of one batch, as columns; rows ``first`` .. ``first + len - 1``."""
+
+    first: int
+    request_ids: tuple[str, ...]
+    models: tuple[str, ...]
+    versions: tuple[str, ...]
+    segments: tuple[dict[str, str] | None, ...]
+    routes: tuple[str | None, ...]
+    labels: tuple[str | None, ...]
+    time_ms: np.ndarray
+    # the features: a (rows, names) float matrix when every event has the same numeric
+    # features, else a dict per event
+    names: tuple[str, ...] | None
+    matrix: np.ndarray | None
+    features: tuple[dict[str, Any], ...] | None
+
+    @classmethod
+    def of(cls, frame: PredictionFrame, first: int) -> _Block:
+        found = frame.feature_matrix()
+        names, matrix = found if found is not None else (None, None)
+        return cls(
+            first,
+            tuple(frame.request_ids),
+            tuple(frame.models),
+            tuple(frame.versions),
+            tuple(frame.segments),
+            tuple(frame.routes),
+            tuple(frame.labels),
+            frame.time_ms,
+            names,
+            matrix,
+            None if matrix is not None else tuple(frame.features),
+        )
+
+    @property
+    def end(self) -> int:
+        return self.first + len(self.request_ids)
+
+    def entry(self, row: int) -> PendingEntry:
+        at = row - self.first
+        if self.matrix is not None:
+            assert self.names is not None
+            features = dict(zip(self.names, self.matrix[at].tolist(), strict=True))
+        else:
+            assert self.features is not None
+            features = self.features[at]
+        return PendingEntry(
+            self.request_ids[at],
+            self.models[at],
+            self.versions[at],
+            self.segments[at],
+            self.routes[at],
+            features,
+            self.labels[at],
+            int(self.time_ms[at]),
+        )
 
 
 class PendingPredictions:
@@ -63,7 +127,7 @@ class PendingPredictions:
     >>> pred = PredictionEvent.new({"request_id": "r1", "model": "m", "model_version": "1",
     ...     "features": {"x": 1.0}, "prediction": {"label": "a"}, "latency_ms": 5}, time=t0)
     >>> pending = PendingPredictions(ttl_s=60)
-    >>> len(pending.add([pred]))
+    >>> pending.add([pred])
     1
     >>> fb = FeedbackEvent.new({"request_id": "r1", "model": "m", "label": "b"},
     ...                        time=t0 + timedelta(seconds=30), id="fb-1")
@@ -81,106 +145,116 @@ class PendingPredictions:
     ):
         self.ttl_ms = int(ttl_s * 1000)
         self.max_pending = max_pending
-        self._by_request: OrderedDict[str, PendingEntry] = OrderedDict()
-        self._shadow: OrderedDict[str, PendingEntry] = OrderedDict()
+        # request id -> row of its latest answered (or shadow) prediction in the blocks
+        self._rows: OrderedIndex[int] = OrderedIndex()
+        self._shadow_rows: OrderedIndex[int] = OrderedIndex()
+        self._blocks: list[_Block] = []
+        self._firsts: list[int] = []  # the blocks' first rows, for bisect
+        self._next_row = 0
         self._expired = RecentIds(expired_memory)
         self.watermark_ms = 0
         self.evicted_for_space = 0
 
     def __len__(self) -> int:
-        return len(self._by_request)
+        return len(self._rows)
 
-    def add(self, predictions: list[PredictionEvent]) -> list[PendingEntry]:
-        """Remember predictions; returns their entries (what the changelog keeps)."""
+    def add(self, predictions: list[PredictionEvent]) -> int:
+        """Remember predictions; how many."""
         return self.add_rows([event.model_dump() for event in predictions])
 
-    def add_rows(self, rows: list[dict[str, Any]]) -> list[PendingEntry]:
+    def add_rows(self, rows: list[dict[str, Any]]) -> int:
         """:meth:`add` for predictions given as rows (:mod:`streams.rows`).
 
         A shadow prediction (route ``shadow``: the challenger scored the request
         but did not answer) is kept apart from the answered one of the same
-        request, so feedback meets both (see :meth:`match_shadow`).
+        request, so feedback meets both (see :meth:`match_shadow`). A request
+        predicted again keeps its latest prediction: adding the same predictions
+        twice (a recovery reads them again) leaves the join as it was.
         """
         return self.add_frame(PredictionFrame.from_rows(rows))
 
-    def add_frame(self, frame: PredictionFrame) -> list[PendingEntry]:
+    def add_frame(self, frame: PredictionFrame) -> int:
         """:meth:`add_rows` for predictions given as a frame."""
-        entries = list(
-            map(
-                PendingEntry,
-                frame.request_ids,
-                frame.models,
-                frame.versions,
-                frame.segments,
-                frame.routes,
-                frame.features,
-                frame.labels,
-                frame.time_ms.tolist(),
-            )
-        )
-        by_request = self._by_request
-        ids = frame.request_ids
-        if "shadow" not in frame.routes and by_request.keys().isdisjoint(ids):
-            # the usual batch: answered predictions of new requests, appended in order
-            # (a request repeated within the batch keeps its last entry, at its first place)
-            by_request.update(zip(ids, entries, strict=True))
-            if entries:
-                self.watermark_ms = max(self.watermark_ms, int(frame.time_ms.max()))
-            self._evict()
-            return entries
-        newest = self.watermark_ms
-        for entry in entries:
-            request_id = entry.request_id
-            if entry.route == "shadow":
-                self._shadow[request_id] = entry
-                self._shadow.move_to_end(request_id)
-                if len(self._shadow) > self.max_pending:
-                    self._shadow.popitem(last=False)
-                continue
-            if request_id in by_request:
-                by_request.move_to_end(request_id)
-            by_request[request_id] = entry
-            if entry.time_ms > newest:
-                newest = entry.time_ms
-        self.watermark_ms = newest
-        self._evict()
-        return entries
+        n = len(frame)
+        if not n:
+            return 0
+        first = self._next_row
+        self._next_row += n
+        self._blocks.append(_Block.of(frame, first))
+        self._firsts.append(first)
+        rows = range(first, first + n)
+        routes = frame.routes
+        if "shadow" not in routes:
+            # the usual batch: answered predictions, appended in order
+            self._rows.put_many(frame.request_ids, rows)
+            self.watermark_ms = max(self.watermark_ms, int(frame.time_ms.max()))
+        else:
+            for index, shadow in ((self._rows, False), (self._shadow_rows, True)):
+                chosen = [i for i, route in enumerate(routes) if (route == "shadow") == shadow]
+                index.put_many([frame.request_ids[i] for i in chosen], [rows[i] for i in chosen])
+                if not shadow and chosen:
+                    newest = int(frame.time_ms[chosen].max())
+                    self.watermark_ms = max(self.watermark_ms, newest)
+            for _ in range(len(self._shadow_rows) - self.max_pending):
+                self._shadow_rows.pop_oldest()
+        excess = len(self._rows) - self.max_pending
+        if excess > 0:
+            self._expired.seen_many([self._rows.pop_oldest()[0] for _ in range(excess)])
+            self.evicted_for_space += excess
+        self._drop_blocks()
+        return n
 
-    def _evict(self) -> None:
-        by_request = self._by_request
-        while len(by_request) > self.max_pending:
-            old_id, _ = by_request.popitem(last=False)
-            self._expired.seen(old_id)
-            self.evicted_for_space += 1
+    def entries(self) -> list[PendingEntry]:
+        """The answered predictions waiting, oldest first."""
+        return [self._entry(row) for _, row in self._rows.items()]
 
-    def load(self, entries: list[PendingEntry]) -> None:
-        """Take entries back from the changelog (in their original order)."""
-        for entry in entries:
-            self._by_request[entry.request_id] = entry
-            self.watermark_ms = max(self.watermark_ms, entry.time_ms)
+    def _entry(self, row: int) -> PendingEntry:
+        return self._blocks[bisect_right(self._firsts, row) - 1].entry(row)
+
+    def _waiting(self, request_id: str, row: int) -> bool:
+        """Whether ``row`` is the prediction of ``request_id`` still waiting (not one
+        replaced by a later prediction of the same request, or dropped)."""
+        return self._rows.get(request_id) == row or self._shadow_rows.get(request_id) == row
+
+    def _drop_blocks(self) -> None:
+        """Forget the blocks no waiting prediction is in any more."""
+        live = [found[1] for found in (self._rows.oldest(), self._shadow_rows.oldest()) if found]
+        oldest = min(live, default=self._next_row)
+        drop = 0
+        while drop < len(self._blocks) and self._blocks[drop].end <= oldest:
+            drop += 1
+        if drop:
+            del self._blocks[:drop], self._firsts[:drop]
 
     def advance(self, now_ms: int) -> int:
         """Move event time on to ``now_ms``; drop predictions past the TTL and say how many."""
         self.watermark_ms = max(self.watermark_ms, now_ms)
         horizon = self.watermark_ms - self.ttl_ms
-        dropped = 0
-        while self._shadow and next(iter(self._shadow.values())).time_ms < horizon:
-            self._shadow.popitem(last=False)
-        while self._by_request:
-            request_id, entry = next(iter(self._by_request.items()))
-            if entry.time_ms >= horizon:
-                # mostly in time order; a few late arrivals may wait one more round
+        # predictions go in the order they came, up to the first one inside the TTL (they
+        # come mostly in time order; a few late ones may wait one more round)
+        bound = self._next_row
+        for block in self._blocks:
+            bound = next(
+                (
+                    block.first + at
+                    for at in np.flatnonzero(block.time_ms >= horizon).tolist()
+                    if self._waiting(block.request_ids[at], block.first + at)
+                ),
+                bound,
+            )
+            if bound < self._next_row:
                 break
-            self._by_request.popitem(last=False)
-            self._expired.seen(request_id)
-            dropped += 1
-        return dropped
+        self._shadow_rows.pop_oldest_below(bound)
+        dropped = self._rows.pop_oldest_below(bound)
+        self._expired.seen_many(dropped)
+        self._drop_blocks()
+        return len(dropped)
 
     def match(self, feedback: FeedbackEvent) -> OutcomeEvent | JoinMiss:
         """The outcome of this feedback, or why there is none."""
         request_id = feedback.data.request_id
-        entry = self._by_request.get(request_id)
-        if entry is None:
+        row = self._rows.get(request_id)
+        if row is None:
             if request_id in self._expired:
                 return JoinMiss(
                     "expired",
@@ -188,6 +262,7 @@ class PendingPredictions:
                     f"{self.ttl_ms / 1000:g} s TTL",
                 )
             return JoinMiss("unknown", f"no prediction of request {request_id} was seen")
+        entry = self._entry(row)
         feedback_ms = int(feedback.time.timestamp() * 1000)
         if feedback_ms - entry.time_ms > self.ttl_ms:
             return JoinMiss(
@@ -223,11 +298,10 @@ class PendingPredictions:
         >>> shadow.data.model_version, shadow.data.correct, shadow.data.redo_search, shadow.id
         ('2', True, None, 'outcome:fb-1:shadow')
         """
-        entry = self._shadow.get(feedback.data.request_id)
-        if entry is None or feedback.data.label is None:
+        row = self._shadow_rows.get(feedback.data.request_id)
+        if row is None or feedback.data.label is None:
             return None
-        outcome = outcome_for(entry, feedback, implicit=False)
-        return outcome
+        return outcome_for(self._entry(row), feedback, implicit=False)
 
 
 def outcome_for(
