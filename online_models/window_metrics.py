@@ -147,6 +147,8 @@ class PredictionBatch:
     cpu_percent: Sequence[float | None]
     memory_mb: Sequence[float | None]
     features: Mapping[str, Sequence[float | str | None]]
+    # more features as one matrix: (names, (events, names) finite or NaN float64 values)
+    numeric: tuple[tuple[str, ...], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         _check_lengths(self)
@@ -239,9 +241,17 @@ class OutcomeBatch:
 
 
 def _check_lengths(batch: PredictionBatch | OutcomeBatch) -> None:
-    columns = {f.name: getattr(batch, f.name) for f in fields(batch) if f.name != "features"}
+    apart = ("features", "numeric")
+    columns = {f.name: getattr(batch, f.name) for f in fields(batch) if f.name not in apart}
     for name, column in getattr(batch, "features", {}).items():
         columns[f"features[{name!r}]"] = column
+    numeric = getattr(batch, "numeric", None)
+    if numeric is not None:
+        columns["numeric"] = numeric[1]
+        if numeric[1].shape[1:] != (len(numeric[0]),):
+            raise ValueError(
+                f"numeric: {len(numeric[0])} names for a matrix of shape {numeric[1].shape}"
+            )
     lengths = {name: len(column) for name, column in columns.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(
@@ -486,10 +496,52 @@ class WindowMetrics:
         self._null_labels += size - len(labels)
         self._labels.add_many(labels)
         for name, column in batch.features.items():
-            feature = self._features.get(name)
-            if feature is None:
-                feature = self._features[name] = _Feature()
-            feature.add_column(column, self._relative_accuracy, self._max_categories)
+            self._feature(name).add_column(column, self._relative_accuracy, self._max_categories)
+        if batch.numeric is not None:
+            self._add_numeric(*batch.numeric)
+
+    def _feature(self, name: str) -> _Feature:
+        feature = self._features.get(name)
+        if feature is None:
+            feature = self._features[name] = _Feature()
+        return feature
+
+    def _add_numeric(self, names: tuple[str, ...], matrix: np.ndarray) -> None:
+        """:meth:`_Feature.add_column` of each column of ``matrix``, with the moments and
+        the sketches' buckets computed for all columns at once (a column with a missing
+        value, or values of both signs, goes on its own)."""
+        accuracy, top = self._relative_accuracy, self._max_categories
+        features = [self._feature(name) for name in names]
+        size = matrix.shape[0]
+        if not size:
+            return
+        lows, highs = np.minimum.reduce(matrix, axis=0), np.maximum.reduce(matrix, axis=0)
+        whole = np.isfinite(lows) & np.isfinite(highs)  # NaN and infinity reach both
+        means = np.add.reduce(matrix, axis=0) / size
+        deviations = matrix - means
+        squares = np.einsum("ij,ij->j", deviations, deviations)
+        positive = whole & (lows > 0)
+        indices = None
+        if positive.any():
+            indices = QuantileSketch(accuracy).bucket_indices(matrix[:, positive])
+        sketches = []
+        for j, feature in enumerate(features):
+            if not whole[j]:
+                feature.add_column(matrix[:, j], accuracy, top)
+                continue
+            feature._state = None
+            if feature.numbers is None:
+                feature.numbers = _Numbers(accuracy)
+            numbers = feature.numbers
+            numbers.moments.add_summary(
+                size, float(means[j]), float(squares[j]), float(lows[j]), float(highs[j])
+            )
+            if positive[j]:
+                sketches.append(numbers.sketch)
+            else:
+                numbers.sketch.add_many(matrix[:, j])
+        if indices is not None:
+            QuantileSketch.add_positive_columns(sketches, indices, lows[positive], highs[positive])
 
     def add_outcomes(self, batch: OutcomeBatch) -> None:
         """Aggregate a batch of outcomes."""

@@ -314,6 +314,7 @@ class PartitionWindows:
             "cpu_percent": frame.host_numbers("cpu_percent"),
             "memory_mb": frame.host_numbers("memory_mb"),
             "features": frame.feature_columns(),
+            "numeric": frame.feature_matrix(),
         }
         return self._apply_groups(
             "prediction",
@@ -470,10 +471,15 @@ class PartitionWindows:
 
 def _take_predictions(columns: dict[str, Any], selected: np.ndarray) -> PredictionBatch:
     features = {}
-    for name, (values, present) in columns["features"].items():
-        if present is None or present[selected].any():
-            features[name] = values[selected]
+    numeric = columns["numeric"]
+    if numeric is not None:  # every event has the same numeric features: one matrix
+        numeric = (numeric[0], numeric[1][selected])
+    else:
+        for name, (values, present) in columns["features"].items():
+            if present is None or present[selected].any():
+                features[name] = values[selected]
     return PredictionBatch(
+        numeric=numeric,
         latency_ms=columns["latency_ms"][selected],
         labels=columns["labels"][selected],
         scores=columns["scores"][selected],

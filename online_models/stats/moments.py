@@ -98,6 +98,18 @@ class Moments:
         if high > self._max:
             self._max = high
 
+    def add_summary(self, count: int, mean: float, m2: float, low: float, high: float) -> None:
+        """Count a batch of ``count`` finite values given by its mean, sum of squared
+        deviations from it, minimum and maximum (a batch summarised elsewhere: many
+        columns at once)."""
+        if count <= 0:
+            return
+        self._combine(count, mean, m2)
+        if low < self._min:
+            self._min = low
+        if high > self._max:
+            self._max = high
+
     def merge(self, other: Moments) -> None:
         """Add the summary of another, disjoint stream to this one."""
         if other._count == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -133,6 +134,75 @@ class QuantileSketch:
                 self._negative.add_indices(self._indices(-negative))
         self._min = min(self._min, low)
         self._max = max(self._max, high)
+
+    def bucket_indices(self, magnitudes: np.ndarray) -> np.ndarray:
+        """The bucket of each positive value (any shape): what :meth:`add_many` computes.
+
+        Sketches of one relative accuracy share buckets: the indices of many columns
+        can be computed at once and given to each column's sketch by
+        :meth:`add_positive_indices`.
+        """
+        return self._indices(np.asarray(magnitudes, dtype=np.float64))
+
+    def add_positive_indices(self, indices: np.ndarray, low: float, high: float) -> None:
+        """Count positive values by their :meth:`bucket_indices`, ``low`` and ``high``
+        their smallest and largest.
+
+        Examples
+        --------
+        >>> values = np.array([0.5, 2.0, 3.0, 40.0])
+        >>> one, other = QuantileSketch(0.01), QuantileSketch(0.01)
+        >>> one.add_many(values)
+        >>> other.add_positive_indices(other.bucket_indices(values), 0.5, 40.0)
+        >>> one.to_state() == other.to_state()
+        True
+        """
+        if indices.size:
+            self._positive.add_indices(indices)
+            self._min = min(self._min, low)
+            self._max = max(self._max, high)
+
+    @staticmethod
+    def add_positive_columns(
+        sketches: Sequence[QuantileSketch],
+        indices: np.ndarray,
+        lows: Sequence[float],
+        highs: Sequence[float],
+    ) -> None:
+        """:meth:`add_positive_indices` of each column of ``indices`` to its sketch, with one
+        bincount for all columns.
+
+        Examples
+        --------
+        >>> values = np.array([[0.5, 10.0], [2.0, 12.0], [3.0, 900.0]])
+        >>> apart = [QuantileSketch(0.01), QuantileSketch(0.01)]
+        >>> for sketch, column in zip(apart, values.T):
+        ...     sketch.add_many(column)
+        >>> together = [QuantileSketch(0.01), QuantileSketch(0.01)]
+        >>> QuantileSketch.add_positive_columns(together, together[0].bucket_indices(values),
+        ...                                     values.min(axis=0), values.max(axis=0))
+        >>> [a.to_state() == b.to_state() for a, b in zip(apart, together)]
+        [True, True]
+        """
+        if not indices.size:
+            return
+        size = indices.shape[0]
+        low_indices = np.minimum.reduce(indices, axis=0)
+        spans = np.maximum.reduce(indices, axis=0) - low_indices + 1
+        starts = np.concatenate(([0], np.cumsum(spans)[:-1]))
+        counts = np.bincount((indices - low_indices + starts).ravel(), minlength=int(spans.sum()))
+        for j, sketch in enumerate(sketches):
+            store = sketch._positive
+            low, span = int(low_indices[j]), int(spans[j])
+            high = low + span - 1
+            if store.counts.size:
+                high = max(high, store._highest)
+            if low < high - store.max_buckets + 1:  # folds: the column on its own
+                store.add_indices(indices[:, j])
+            else:
+                store._add_counts(low, counts[starts[j] : starts[j] + span], size)
+            sketch._min = min(sketch._min, float(lows[j]))
+            sketch._max = max(sketch._max, float(highs[j]))
 
     def _indices(self, magnitudes: np.ndarray) -> np.ndarray:
         logs = np.log(magnitudes)

@@ -308,6 +308,47 @@ def test_numpy_columns_give_the_same_metrics_as_lists() -> None:
         assert got[f"feature.loudness_db.{name}"] == expected[f"feature.loudness_db.{name}"]
 
 
+matrix_value = st.one_of(
+    st.floats(1e-3, 1e6), st.floats(-1e6, -1e-3), st.just(0.0), st.just(math.nan)
+)
+column_kind = st.sampled_from(
+    [st.floats(1e-3, 1e6), st.floats(1e-3, 10.0), st.floats(1e3, 1e150), matrix_value]
+)
+
+
+@given(st.lists(column_kind, min_size=3, max_size=3), st.integers(1, 30), st.data())
+@settings(max_examples=200, deadline=None)
+def test_features_given_as_one_matrix_give_the_metrics_of_their_columns(
+    kinds: list[st.SearchStrategy[float]], size: int, data: st.DataObject
+) -> None:
+    """The matrix path (moments of all columns at once, one bincount for the sketches'
+    buckets) against each feature's column on its own, batch after batch."""
+    columns = [data.draw(st.lists(kind, min_size=size, max_size=size)) for kind in kinds]
+    matrix = np.array(columns, dtype=np.float64).T
+    batches = data.draw(st.integers(1, 10))
+    names = ("a", "b", "c")
+    by_columns, by_matrix = WindowMetrics(), WindowMetrics()
+    for part in np.array_split(matrix, batches):
+        if not len(part):
+            continue
+        empty = np.zeros(len(part))
+        common = {
+            "latency_ms": empty, "labels": [None] * len(part), "scores": empty,
+            "errors": np.zeros(len(part), dtype=bool), "cpu_percent": empty, "memory_mb": empty,
+        }  # fmt: skip
+        by_columns.add_predictions(
+            PredictionBatch(**common, features={n: part[:, j] for j, n in enumerate(names)})
+        )
+        by_matrix.add_predictions(PredictionBatch(**common, features={}, numeric=(names, part)))
+    expected, got = by_columns.metrics(WINDOW_S), by_matrix.metrics(WINDOW_S)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        if value is None or isinstance(value, str | dict | list):
+            assert got[key] == value, key
+        else:
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-9, nan_ok=True), key
+
+
 def test_numeric_strings_are_categories_and_bad_values_are_missing() -> None:
     window = WindowMetrics()
     column = ["42", 42, float("nan"), float("inf"), None, {"nested": 1}]
