@@ -149,7 +149,9 @@ class RetrainPolicyConfig(_Config):
 
     The window ends at the decision (event time) and starts at the drift onset
     (the earliest evidence of the triggering alerts) minus ``lookback``, but
-    spans at least ``min_span`` and at most ``max_span``. After a request, the
+    spans at least ``min_span`` and at most ``max_span``. A drift confirmed
+    sooner than ``min_drifted`` after its onset waits until then (event time),
+    so the window holds that much of the drifted traffic. After a request, the
     model gets no other one for ``cooldown``.
     """
 
@@ -163,6 +165,7 @@ class RetrainPolicyConfig(_Config):
     lookback: Duration = 0.0
     min_span: Duration = Field(default=3600.0, gt=0)
     max_span: Duration = Field(default=7 * 86400.0, gt=0)
+    min_drifted: Duration = Field(default=0.0, ge=0)
 
 
 def _rule_entry(value: object) -> object:

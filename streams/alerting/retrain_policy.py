@@ -19,7 +19,9 @@ one request, and an alert that caused a request causes no other while it keeps
 firing (a new alert does: the drift seen again on the retrained version). The
 request names the alerts, the reason and the window to train on: from the
 drift onset (the earliest evidence start) minus ``lookback`` to the decision,
-at least ``min_span`` long and at most ``max_span``. Its ``request_id`` is a
+at least ``min_span`` long and at most ``max_span`` (a drift confirmed less than
+``min_drifted`` after its onset waits until then, so the retrainer gets that much
+of the drifted traffic). Its ``request_id`` is a
 hash of all that, so a replay asks for the same thing and the retrain worker
 can drop the duplicate.
 """
@@ -191,7 +193,10 @@ class RetrainPolicy:
         if found is None:
             return None
         reason, cause = found
-        window = self._window(min(f.onset for f in cause), now)
+        onset = min(f.onset for f in cause)
+        if now - onset < timedelta(seconds=self.config.min_drifted):
+            return None  # asked again as event time moves on (advance)
+        window = self._window(onset, now)
         alert_ids = sorted(f.alert.alert_id for f in cause)
         self._last_request[model] = now
         for f in cause:

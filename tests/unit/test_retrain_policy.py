@@ -72,6 +72,21 @@ def test_the_window_spans_at_least_min_span_and_at_most_max_span():
     assert long.window.end - long.window.start == timedelta(days=1)
 
 
+def test_a_drift_confirmed_soon_after_its_onset_waits_for_min_drifted_of_its_traffic():
+    p = policy(min_span="1s", lookback=0, min_drifted="15m")
+    # confirmed 5 minutes after the onset: not yet, whatever its severity
+    early = alert("concept_drift", "accuracy", severity="critical", onset_minutes=-5)
+    assert p.observe(early) is None
+    assert p.advance(T0 + 9 * MIN) == []
+    (request,) = p.advance(T0 + 10 * MIN)  # 15 minutes after the onset
+    assert request.window.start == T0 - 5 * MIN and request.window.end == T0 + 10 * MIN
+    assert p.advance(T0 + 11 * MIN) == []  # asked once
+    # the default asks at once
+    assert policy(min_span="1s").observe(
+        alert("concept_drift", "accuracy", severity="critical", onset_minutes=-5)
+    )
+
+
 def test_one_warning_concept_drift_waits_for_a_second_signal():
     p = policy()  # min_signals 2
     assert p.observe(alert("concept_drift", "redo_rate", minutes=0)) is None
