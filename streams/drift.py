@@ -843,8 +843,9 @@ class _PredictionDrift:
         assert self._comparison is not None
         # one row per numeric signal, sorted, its missing values (NaN) last
         matrix = np.ascontiguousarray(np.concatenate(self._window).T)
-        present = np.isfinite(matrix).sum(axis=1)
-        matrix[~np.isfinite(matrix)] = np.nan
+        finite = np.isfinite(matrix)
+        present = finite.sum(axis=1)
+        matrix[~finite] = np.nan
         matrix.sort(axis=1)
         categorical = {
             name: self._count(name, self._window_labels.get(name, [])) for name in self._categorical

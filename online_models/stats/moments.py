@@ -91,12 +91,13 @@ class Moments:
         # costs more than the arithmetic on a batch of a few hundred values
         batch_mean = float(np.add.reduce(batch)) / size
         deviations = batch - batch_mean
-        self._combine(size, batch_mean, float(np.dot(deviations, deviations)))
-        low, high = float(np.minimum.reduce(batch)), float(np.maximum.reduce(batch))
-        if low < self._min:
-            self._min = low
-        if high > self._max:
-            self._max = high
+        self.add_summary(
+            size,
+            batch_mean,
+            float(np.dot(deviations, deviations)),
+            float(np.minimum.reduce(batch)),
+            float(np.maximum.reduce(batch)),
+        )
 
     def add_summary(self, count: int, mean: float, m2: float, low: float, high: float) -> None:
         """Count a batch of ``count`` finite values given by its mean, sum of squared

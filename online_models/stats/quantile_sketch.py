@@ -139,28 +139,10 @@ class QuantileSketch:
         """The bucket of each positive value (any shape): what :meth:`add_many` computes.
 
         Sketches of one relative accuracy share buckets: the indices of many columns
-        can be computed at once and given to each column's sketch by
-        :meth:`add_positive_indices`.
+        can be computed at once and given to their sketches by
+        :meth:`add_positive_columns`.
         """
         return self._indices(np.asarray(magnitudes, dtype=np.float64))
-
-    def add_positive_indices(self, indices: np.ndarray, low: float, high: float) -> None:
-        """Count positive values by their :meth:`bucket_indices`, ``low`` and ``high``
-        their smallest and largest.
-
-        Examples
-        --------
-        >>> values = np.array([0.5, 2.0, 3.0, 40.0])
-        >>> one, other = QuantileSketch(0.01), QuantileSketch(0.01)
-        >>> one.add_many(values)
-        >>> other.add_positive_indices(other.bucket_indices(values), 0.5, 40.0)
-        >>> one.to_state() == other.to_state()
-        True
-        """
-        if indices.size:
-            self._positive.add_indices(indices)
-            self._min = min(self._min, low)
-            self._max = max(self._max, high)
 
     @staticmethod
     def add_positive_columns(
@@ -169,7 +151,8 @@ class QuantileSketch:
         lows: Sequence[float],
         highs: Sequence[float],
     ) -> None:
-        """:meth:`add_positive_indices` of each column of ``indices`` to its sketch, with one
+        """Count the positive values of each column in its sketch, given their
+        :meth:`bucket_indices` and each column's smallest and largest value, with one
         bincount for all columns.
 
         Examples
