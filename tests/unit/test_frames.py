@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams import frames as frames_module
 from streams.codec import decode_prediction_rows
 from streams.frames import _LISTS, PredictionFrame, decode_prediction_frame, fast_frame
 
@@ -217,3 +218,100 @@ def test_concat_and_take_keep_offsets_and_order() -> None:
     assert both.ids == ["e0", "e1", "e2"] and both.offsets == [4, 4, 5]
     assert both.take([2, 0]).request_ids == ["r2", "r0"]
     assert len(PredictionFrame.empty()) == 0
+
+
+# ---------------------------------------------------------------- one schema, one matrix
+
+_NAMES = ("a b", "f1", "f0", "loudness_db", "é")  # attribute-like and odd names alike
+
+
+def _numeric_record(start: int, names: tuple[str, ...], size: int = 4) -> bytes:
+    events = [
+        _event(i, features={name: float(i * (j + 1)) for j, name in enumerate(names)})
+        for i in range(start, start + size)
+    ]
+    return json.dumps(events).encode()
+
+
+def test_a_record_with_the_last_records_features_is_decoded_straight_into_a_matrix() -> None:
+    frames_module._SCHEMAS.use(None)
+    first = decode_prediction_frame(_numeric_record(0, _NAMES)).frame
+    assert first._features is not None  # the dict path found the schema ...
+    current = frames_module._SCHEMAS.current
+    assert current is not None and current.names == tuple(sorted(_NAMES))
+    value = _numeric_record(4, _NAMES)
+    second = decode_prediction_frame(value, 3).frame
+    assert second._features is None  # ... and the next record went straight into a matrix
+    _assert_same(second, _slow(value))
+    names, matrix = second.feature_matrix()  # type: ignore[misc]
+    assert names == tuple(sorted(_NAMES))
+    assert matrix[:, names.index("f1")].tolist() == [8.0, 10.0, 12.0, 14.0]
+    assert (
+        second.values_of("é") == [20.0, 25.0, 30.0, 35.0] and second.values_of("zz") == [None] * 4
+    )
+    assert second.features[1] == {name: 5.0 * (j + 1) for j, name in enumerate(_NAMES)}
+
+
+def test_take_and_concat_keep_features_made_from_a_matrix() -> None:
+    frames_module._SCHEMAS.use(tuple(sorted(_NAMES)))
+    lazy = decode_prediction_frame(_numeric_record(0, _NAMES), 1).frame
+    other = decode_prediction_frame(_numeric_record(4, _NAMES), 2).frame
+    assert lazy._features is None and other._features is None
+    both = PredictionFrame.concat([lazy, other])
+    assert both._features is None and both.offsets == [1] * 4 + [2] * 4
+    assert both.features == _slow(_numeric_record(0, _NAMES, 8)).features
+    picked = PredictionFrame.concat([lazy, other]).take([6, 1])
+    assert picked._features is None and picked.request_ids == ["r6", "r1"]
+    assert picked.features == [both.features[6], both.features[1]]
+    # a frame of dicts joined to one of a matrix: the dicts stay as they came
+    dicts = _slow(_numeric_record(8, _NAMES, 2))
+    mixed = PredictionFrame.concat([lazy, dicts])
+    assert mixed._features is not None and mixed.features[4:] == dicts.features
+    assert mixed.feature_matrix()[1].shape == (6, len(_NAMES))  # type: ignore[index]
+
+
+_SWAPS = {
+    "another name": lambda f: {**{k: v for k, v in f.items() if k != "f0"}, "g": 1.0},
+    "one missing": lambda f: {k: v for k, v in f.items() if k != "f0"},
+    "one more": lambda f: {**f, "extra": 2.0},
+    "a null": lambda f: {**f, "f0": None},
+    "a string": lambda f: {**f, "f0": "loud"},
+    "an integer": lambda f: {**f, "f0": 7},
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(
+            st.sampled_from([_NAMES, _NAMES[:2], ("x",)]),
+            st.integers(1, 5),
+            st.one_of(st.none(), st.tuples(st.sampled_from(sorted(_SWAPS)), st.integers(0, 4))),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_records_of_changing_features_decode_as_the_models_do(
+    records: list[tuple[tuple[str, ...], int, tuple[str, int] | None]],
+) -> None:
+    frames_module._SCHEMAS.use(None)
+    for names, size, swap in records:
+        events = [
+            _event(i, features={name: float(i * (j + 1)) for j, name in enumerate(names)})
+            for i in range(size)
+        ]
+        if swap is not None:
+            how, at = swap
+            data = events[min(at, size - 1)]["data"]
+            data["features"] = _SWAPS[how](data["features"])
+        value = json.dumps(events).encode()
+        decoded = decode_prediction_frame(value, 5)
+        assert not decoded.errors
+        slow = _slow(value)
+        _assert_same(decoded.frame, slow)
+        for name in slow.feature_names():
+            assert decoded.frame.values_of(name) == slow.values_of(name), name
+        np.testing.assert_array_equal(
+            decoded.frame.numeric_matrix(names), slow.numeric_matrix(names)
+        )
