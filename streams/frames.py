@@ -13,11 +13,11 @@ that mirror :class:`~streams.events.PredictionEvent` field by field
 events carry the same numeric features as the last one is decoded with a
 decoder made for those names (:class:`_Schema`), whose features are a struct
 of floats rather than a dict, read into the frame's matrix in one pass: the
-usual traffic builds no per-event dict at all. Like :mod:`streams.rows` it is only a shortcut: whatever it
-does not accept (an extension attribute, a number where a string belongs, a
-bad field, a timestamp it reads differently) goes through the models, which
-say what is wrong, and a test checks that the two agree on valid events and
-on the bad-record corpus.
+usual traffic builds no per-event dict at all. Like :mod:`streams.rows` it is
+only a shortcut: whatever it does not accept (an extension attribute, a number
+where a string belongs, a bad field, a timestamp it reads differently) goes
+through the models, which say what is wrong, and a test checks that the two
+agree on valid events and on the bad-record corpus.
 
 Kafka-free.
 """
@@ -370,9 +370,8 @@ class PredictionFrame:
     def take(self, indices: Iterable[int]) -> PredictionFrame:
         """A frame of the events at ``indices`` (in that order)."""
         chosen = list(indices)
-        matrix = self._cache.get("feature_matrix")
-        if self._features is None:
-            names, values = matrix
+        if self._features is None:  # only the matrix: its rows
+            names, values = self._cache["feature_matrix"]
             return PredictionFrame(
                 **{name: [getattr(self, name)[i] for i in chosen] for name in _LISTS[1:]},
                 features=None,
