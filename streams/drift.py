@@ -581,6 +581,13 @@ class _PredictionDrift:
             kind: [two_sample_test(name) for name in two_sample_tests(kind)]
             for kind in ("numeric", "categorical")
         }
+        # every (signal, test) in the order results are reported, with its history's key
+        self._comparisons = [
+            (name, test.name, f"{name}\0{test.name}")
+            for kind, names in (("numeric", self._numeric), ("categorical", self._categorical))
+            for name in names
+            for test in self._tests[kind]
+        ]
         self._category_index = {
             name: {
                 category: position
@@ -880,16 +887,12 @@ class _PredictionDrift:
                 statistic, p_value = test.compare(self._references[name], counts)
                 outcomes[name, test.name] = (statistic, p_value, size)
         drifted = []
-        order = [(name, test.name) for name in self._numeric for test in self._tests["numeric"]]
-        order += [
-            (name, test.name) for name in self._categorical for test in self._tests["categorical"]
-        ]
-        for name, test_name in order:
+        for name, test_name, key in self._comparisons:
             if (name, test_name) not in outcomes:
                 continue
             statistic, p_value, size = outcomes[name, test_name]
             threshold = self._comparison.threshold(name, test_name, size)
-            history = self._history.setdefault(f"{name}\0{test_name}", [])
+            history = self._history.setdefault(key, [])
             history.append(statistic)
             del history[:-TREND_SPAN]
             if statistic > threshold:

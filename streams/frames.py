@@ -541,11 +541,9 @@ class PredictionFrame:
 
     def values_of(self, name: str) -> list[Any]:
         """A feature's value in each event (``None`` where absent)."""
-        if self._features is None:
-            names, matrix = self._cache["feature_matrix"]
-            if name not in names:
-                return [None] * len(self)
-            return matrix[:, names.index(name)].tolist()  # type: ignore[no-any-return]
+        if self._features is None:  # only the matrix: its column, no dicts made
+            found = self.feature_columns().get(name)
+            return [None] * len(self) if found is None else found[0].tolist()
         return [row.get(name) for row in self.features]
 
 
